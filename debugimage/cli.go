@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/capture"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/version"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+const usage = `usage: netdiag-helper <command> [flags]
+
+commands:
+  version    print one hello JSON line
+  idle       sleep until --timeout without activity, or SIGTERM (container entrypoint)
+  capture    capture packets: pcap/pcapng on stdout, JSON lines on stderr
+
+run "netdiag-helper <command> --help" for the flags of a command
+`
+
+type streams struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// usageError is a bad command line: exit code 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func hello() protocol.Hello {
+	return protocol.Hello{Type: protocol.TypeHello, Protocol: protocol.Version, Helper: version.Version}
+}
+
+// run is the whole command line; it returns the exit code.
+func run(args []string, s streams) int {
+	if len(args) == 0 {
+		fmt.Fprint(s.err, usage)
+		reportError(s.err, usageError{"missing command; one of: version, idle, capture"})
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "version":
+		err = runVersion(args[1:], s)
+	case "idle":
+		err = runIdle(args[1:], s)
+	case "capture":
+		err = runCapture(args[1:], s)
+	case "-h", "--help", "help":
+		fmt.Fprint(s.out, usage)
+		return exitOK
+	default:
+		err = usageError{fmt.Sprintf("unknown command %q; one of: version, idle, capture", args[0])}
+	}
+	return finish(s, err)
+}
+
+func finish(s streams, err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, pflag.ErrHelp):
+		return exitOK
+	}
+	var r reportedError
+	if errors.As(err, &r) {
+		return exitError
+	}
+	reportError(s.err, err)
+	var u usageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	return exitError
+}
+
+// reportError writes the {"type":"error"} line the plugin reads.
+func reportError(w io.Writer, err error) {
+	_ = capture.WriteLine(w, protocol.Error{Type: protocol.TypeError, Message: err.Error()})
+}
+
+// newFlagSet makes a flag set whose parse errors become usage errors and
+// whose --help goes to stdout.
+func newFlagSet(name string, s streams, synopsis string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(s.out, "usage: netdiag-helper %s\n\nflags:\n", synopsis)
+		fs.SetOutput(s.out)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+func parse(fs *pflag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fs.Usage()
+			return err
+		}
+		return usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s takes no arguments, got %q", fs.Name(), strings.Join(fs.Args(), " "))}
+	}
+	return nil
+}
+
+func runVersion(args []string, s streams) error {
+	fs := newFlagSet("version", s, "version")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return capture.WriteLine(s.out, hello())
+}
+
+func runCapture(args []string, s streams) error {
+	// hello comes first, whatever happens next.
+	if err := capture.WriteLine(s.err, hello()); err != nil {
+		return err
+	}
+	cfg := capture.DefaultConfig()
+	cfg.Application = "netdiag-helper " + version.Version
+	fs := newFlagSet("capture", s, "capture [flags]   (pcap/pcapng on stdout, JSON lines on stderr)")
+	fs.StringVarP(&cfg.Interface, "interface", "i", cfg.Interface, "interface to capture on")
+	fs.StringVarP(&cfg.Filter, "filter", "f", "", "tcpdump (pcap-filter) expression, compiled by libpcap and attached in the kernel")
+	fs.IntVarP(&cfg.Snaplen, "snaplen", "s", cfg.Snaplen, "bytes kept of each packet")
+	fs.Int64VarP(&cfg.Count, "count", "c", 0, "stop after N packets (0: no limit)")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "stop after this long, e.g. 30s (0: no limit)")
+	fs.Int64Var(&cfg.MaxBytes, "max-bytes", 0, "stop before the packet data written exceeds N bytes (0: no limit)")
+	fs.StringVar(&cfg.Format, "format", cfg.Format, "output format: pcap or pcapng")
+	fs.StringVar(&cfg.Netns, "netns", "", "capture inside this network namespace, e.g. /proc/PID/ns/net")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 0, "stop when no byte arrives on stdin for this long (0: off)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	stats, err := capture.Run(ctx, cfg, capture.Streams{Stdin: s.in, Stdout: s.out, Stderr: s.err})
+	if stats == nil {
+		return err
+	}
+	if err != nil {
+		reportError(s.err, err)
+	}
+	if werr := capture.WriteLine(s.err, stats); werr != nil && err == nil {
+		return werr
+	}
+	if err != nil {
+		return reportedError{err}
+	}
+	return nil
+}
+
+// reportedError was already written as an error line (before the stats
+// line, which must stay last); it only sets the exit code.
+type reportedError struct{ error }
+
+func runIdle(args []string, s streams) error {
+	timeout := time.Hour
+	fs := newFlagSet("idle", s, "idle [--timeout D]")
+	fs.DurationVar(&timeout, "timeout", timeout, "exit after this long without another helper process running in this container (0: never)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if timeout < 0 {
+		return usageError{fmt.Sprintf("--timeout must not be negative, not %s", timeout)}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	idle(ctx, "/proc", timeout)
+	return nil
+}
