@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/capture"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/checks"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/version"
 )
@@ -31,6 +32,7 @@ commands:
   version    print one hello JSON line
   idle       sleep until --timeout without activity, or SIGTERM (container entrypoint)
   capture    capture packets: pcap/pcapng on stdout, JSON lines on stderr
+  check      diagnose the node or a pod: JSON lines of findings on stdout
 
 run "netdiag-helper <command> --help" for the flags of a command
 `
@@ -53,7 +55,7 @@ func hello() protocol.Hello {
 func run(args []string, s streams) int {
 	if len(args) == 0 {
 		fmt.Fprint(s.err, usage)
-		reportError(s.err, usageError{"missing command; one of: version, idle, capture"})
+		reportError(s.err, usageError{"missing command; one of: version, idle, capture, check"})
 		return exitUsage
 	}
 	var err error
@@ -64,11 +66,15 @@ func run(args []string, s streams) int {
 		err = runIdle(args[1:], s)
 	case "capture":
 		err = runCapture(args[1:], s)
+	case "check":
+		// check speaks its own JSON lines (hello, findings, done) and
+		// chooses its exit code.
+		return checks.Main(args[1:], s.in, s.out, s.err)
 	case "-h", "--help", "help":
 		fmt.Fprint(s.out, usage)
 		return exitOK
 	default:
-		err = usageError{fmt.Sprintf("unknown command %q; one of: version, idle, capture", args[0])}
+		err = usageError{fmt.Sprintf("unknown command %q; one of: version, idle, capture, check", args[0])}
 	}
 	return finish(s, err)
 }

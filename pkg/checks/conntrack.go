@@ -1,0 +1,277 @@
+package checks
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
+)
+
+// tableFullText is what the kernel logs when it drops a packet because the
+// conntrack table is full.
+const tableFullText = "nf_conntrack: table full, dropping packet"
+
+// flowAddrs are the addresses of one conntrack entry (both directions,
+// so NATed pod addresses count too).
+type flowAddrs []netip.Addr
+
+// kmsgScan is what the kernel log says about the conntrack table.
+type kmsgScan struct {
+	Events int
+	// Recent counts the events within Config.Recent (events without a
+	// timestamp count as recent: nothing says they are old).
+	Recent int
+	// LastAgo is how long ago the newest timestamped event was.
+	LastAgo time.Duration
+	HasLast bool
+}
+
+func scanTableFull(recs []kmsgRecord, uptime float64, haveUptime bool, recent time.Duration) kmsgScan {
+	var s kmsgScan
+	for _, r := range recs {
+		if !strings.Contains(r.Message, tableFullText) {
+			continue
+		}
+		s.Events++
+		if r.Usec < 0 || !haveUptime {
+			s.Recent++
+			continue
+		}
+		ago := time.Duration((uptime - float64(r.Usec)/1e6) * float64(time.Second))
+		if ago < 0 {
+			ago = 0
+		}
+		if !s.HasLast || ago < s.LastAgo {
+			s.LastAgo, s.HasLast = ago, true
+		}
+		if ago <= recent {
+			s.Recent++
+		}
+	}
+	return s
+}
+
+func checkConntrack(e *env, emit func(protocol.Finding)) error {
+	cfg := e.cfg
+	sysDir := filepath.Join(cfg.Proc, "sys", "net", "netfilter")
+	count, err := readUint(filepath.Join(sysDir, "nf_conntrack_count"))
+	if errors.Is(err, fs.ErrNotExist) {
+		emit(protocol.Finding{
+			Check:    CheckConntrack,
+			Severity: protocol.SeverityInfo,
+			Subject:  "node",
+			Message:  "conntrack is not in use on this node (no " + filepath.Join(sysDir, "nf_conntrack_count") + ": the nf_conntrack module is not loaded)",
+			Data:     map[string]any{"loaded": false},
+		})
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("conntrack: %w", err)
+	}
+	maxEntries, err := readUint(filepath.Join(sysDir, "nf_conntrack_max"))
+	if err != nil {
+		return fmt.Errorf("conntrack: %w", err)
+	}
+
+	data := map[string]any{"count": count, "max": maxEntries}
+	var notes []string
+
+	var recommended uint64
+	if mi, err := readMeminfo(filepath.Join(cfg.Proc, "meminfo")); err == nil && mi["MemTotal"] > 0 {
+		recommended = mi["MemTotal"] / 32
+		data["recommendedMax"] = recommended
+		data["memTotalKB"] = mi["MemTotal"]
+	} else {
+		notes = append(notes, fmt.Sprintf("meminfo: %v", errOr(err, "no MemTotal")))
+	}
+
+	var st conntrackStat
+	haveStat := false
+	if s, err := readConntrackStat(filepath.Join(cfg.Proc, "net", "stat", "nf_conntrack")); err == nil {
+		st, haveStat = s, true
+		data["drop"] = s.Totals["drop"]
+		data["insertFailed"] = s.Totals["insert_failed"]
+		data["earlyDrop"] = s.Totals["early_drop"]
+		data["cpus"] = s.CPUs
+	} else {
+		notes = append(notes, fmt.Sprintf("per-CPU stats: %v", err))
+	}
+
+	var ks kmsgScan
+	if cfg.Kmsg != "" {
+		recs, err := readKmsg(cfg.Kmsg)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("kernel log %s: %v", cfg.Kmsg, err))
+		} else {
+			up, uerr := readUptime(filepath.Join(cfg.Proc, "uptime"))
+			ks = scanTableFull(recs, up, uerr == nil, cfg.Recent)
+			data["tableFullEvents"] = ks.Events
+			data["recentTableFullEvents"] = ks.Recent
+			if ks.HasLast {
+				data["lastTableFull"] = cfg.Now().Add(-ks.LastAgo).UTC().Format(time.RFC3339)
+			}
+		}
+	}
+
+	if cfg.Top > 0 {
+		dump := cfg.dumpConntrack
+		if dump == nil {
+			dump = e.dumpConntrack
+		}
+		flows, err := dump()
+		if err != nil {
+			data["topIPsError"] = err.Error()
+		} else {
+			scope := e.podScope()
+			data["topIPs"] = topIPs(flows, scope, cfg.Top, cfg.Pods)
+			if scope == nil {
+				data["topIPsScope"] = "all"
+			} else {
+				data["topIPsScope"] = "pods"
+			}
+		}
+	}
+	if len(notes) > 0 {
+		data["notes"] = notes
+	}
+
+	var pct uint64
+	if maxEntries > 0 {
+		pct = count * 100 / maxEntries
+	}
+	data["percent"] = pct
+	msg := fmt.Sprintf("conntrack table %d%% full (%d of %d)", pct, count, maxEntries)
+	sev := protocol.SeverityOK
+	switch {
+	case pct >= 95:
+		sev = protocol.SeverityFail
+	case pct >= 80:
+		sev = protocol.SeverityWarn
+	}
+	if ks.Recent > 0 {
+		sev = protocol.SeverityFail
+		msg += fmt.Sprintf("; the kernel dropped packets: %d %q messages in the last %s", ks.Recent, tableFullText, cfg.Recent)
+	}
+	if sev == protocol.SeverityOK && haveStat && (st.Totals["drop"] > 0 || st.Totals["early_drop"] > 0 || st.Totals["insert_failed"] > 0) {
+		sev = protocol.SeverityInfo
+		msg += fmt.Sprintf("; since boot: %d drop, %d early_drop, %d insert_failed", st.Totals["drop"], st.Totals["early_drop"], st.Totals["insert_failed"])
+	}
+	if sev == protocol.SeverityOK && ks.Events > 0 {
+		sev = protocol.SeverityInfo
+		msg += fmt.Sprintf("; %d older %q messages in the kernel log", ks.Events, tableFullText)
+	}
+
+	var remedy string
+	if sev == protocol.SeverityWarn || sev == protocol.SeverityFail {
+		if recommended > maxEntries {
+			remedy = fmt.Sprintf("raise net.netfilter.nf_conntrack_max to %d (MemTotal/32) or spread the workload", recommended)
+		} else {
+			remedy = "nf_conntrack_max is already at MemTotal/32 or above: spread the workload, or find what opens so many connections (data.topIPs)"
+		}
+	}
+	emit(protocol.Finding{Check: CheckConntrack, Severity: sev, Subject: "node", Message: msg, Remedy: remedy, Data: data})
+	return nil
+}
+
+func errOr(err error, s string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return s
+}
+
+// ipCount is one line of the conntrack top list.
+type ipCount struct {
+	IP      string `json:"ip"`
+	Entries int    `json:"entries"`
+	Pod     string `json:"pod,omitempty"`
+}
+
+// topIPs counts, per address in scope (all addresses when scope is nil), the
+// conntrack entries it appears in (once per entry), and returns the n
+// largest, largest first, ties by address.
+func topIPs(flows []flowAddrs, scope func(netip.Addr) bool, n int, pods []PodInfo) []ipCount {
+	counts := map[netip.Addr]int{}
+	for _, f := range flows {
+		seen := make(map[netip.Addr]bool, len(f))
+		for _, a := range f {
+			a = a.Unmap()
+			if !a.IsValid() || seen[a] || (scope != nil && !scope(a)) {
+				continue
+			}
+			seen[a] = true
+			counts[a]++
+		}
+	}
+	out := make([]ipCount, 0, len(counts))
+	names := map[netip.Addr]string{}
+	for _, p := range pods {
+		if a, ok := netip.AddrFromSlice(p.IP); ok {
+			names[a.Unmap()] = p.Label()
+		}
+	}
+	for a, c := range counts {
+		out = append(out, ipCount{IP: a.String(), Entries: c, Pod: names[a]})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Entries != out[j].Entries {
+			return out[i].Entries > out[j].Entries
+		}
+		return out[i].IP < out[j].IP
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+// podScope says which addresses are pod addresses: those of cfg.Pods and
+// cfg.PodIP, and those in cfg.PodCIDRs (or, without them, in the bridge's
+// subnets). nil means nothing is known: count every address.
+func (e *env) podScope() func(netip.Addr) bool {
+	ips := map[netip.Addr]bool{}
+	add := func(ip net.IP) {
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			ips[a.Unmap()] = true
+		}
+	}
+	for _, p := range e.cfg.Pods {
+		add(p.IP)
+	}
+	add(e.cfg.PodIP)
+	var prefixes []netip.Prefix
+	cidrs := e.cfg.PodCIDRs
+	if len(cidrs) == 0 {
+		cidrs = e.bridgeSubnets()
+	}
+	for _, c := range cidrs {
+		if a, ok := netip.AddrFromSlice(c.IP); ok {
+			ones, _ := c.Mask.Size()
+			if a.Is4In6() {
+				a = a.Unmap()
+			}
+			prefixes = append(prefixes, netip.PrefixFrom(a, ones).Masked())
+		}
+	}
+	if len(ips) == 0 && len(prefixes) == 0 {
+		return nil
+	}
+	return func(a netip.Addr) bool {
+		if ips[a] {
+			return true
+		}
+		for _, p := range prefixes {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+}

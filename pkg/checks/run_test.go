@@ -1,0 +1,371 @@
+//go:build linux
+
+package checks
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
+)
+
+func runChecks(t *testing.T, cfg Config) []protocol.Finding {
+	t.Helper()
+	var out []protocol.Finding
+	if err := Run(context.Background(), cfg, func(f protocol.Finding) { out = append(out, f) }); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return out
+}
+
+// asJSON round-trips data the way the plugin sees it.
+func asJSON(t *testing.T, v any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func conntrackConfig(kmsg string) Config {
+	return Config{
+		Proc:   "testdata/proc-conntrack",
+		Sys:    "testdata/none",
+		Kmsg:   kmsg,
+		Checks: []string{CheckConntrack},
+		Now:    func() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) },
+	}
+}
+
+// The contract's example: 91 % full, old "table full" messages → warn.
+func TestRunConntrackContractExample(t *testing.T) {
+	fs := runChecks(t, conntrackConfig("testdata/kmsg-old.txt"))
+	if len(fs) != 1 {
+		t.Fatalf("got %d findings: %+v", len(fs), fs)
+	}
+	f := fs[0]
+	if f.Check != "conntrack" || f.Severity != protocol.SeverityWarn || f.Subject != "node" {
+		t.Errorf("got check %q severity %q subject %q", f.Check, f.Severity, f.Subject)
+	}
+	if want := "conntrack table 91% full (238901 of 262144)"; f.Message != want {
+		t.Errorf("message = %q, want %q", f.Message, want)
+	}
+	if want := "raise net.netfilter.nf_conntrack_max to 786432 (MemTotal/32) or spread the workload"; f.Remedy != want {
+		t.Errorf("remedy = %q, want %q", f.Remedy, want)
+	}
+	d := asJSON(t, f.Data)
+	for k, want := range map[string]float64{
+		"count": 238901, "max": 262144, "recommendedMax": 786432, "tableFullEvents": 3,
+		"recentTableFullEvents": 0, "drop": 48, "insertFailed": 5, "earlyDrop": 1, "percent": 91,
+	} {
+		if d[k] != want {
+			t.Errorf("data.%s = %v, want %v", k, d[k], want)
+		}
+	}
+	// the newest old event: 1.6 s after boot, uptime 100000.25 s: 99998.65 s before Now
+	if want := "2024-12-31T23:17:26Z"; d["lastTableFull"] != want {
+		t.Errorf("data.lastTableFull = %v, want %s", d["lastTableFull"], want)
+	}
+}
+
+func TestRunConntrackTableFullFails(t *testing.T) {
+	fs := runChecks(t, conntrackConfig("testdata/kmsg-recent.txt"))
+	if len(fs) != 1 || fs[0].Severity != protocol.SeverityFail {
+		t.Fatalf("got %+v, want one fail", fs)
+	}
+	if !strings.Contains(fs[0].Message, "table full, dropping packet") || !strings.HasPrefix(fs[0].Message, "conntrack table 91% full (238901 of 262144); ") {
+		t.Errorf("message = %q", fs[0].Message)
+	}
+	if d := asJSON(t, fs[0].Data); d["tableFullEvents"] != 1.0 || d["recentTableFullEvents"] != 1.0 {
+		t.Errorf("data = %v", d)
+	}
+	// A dmesg line without a timestamp cannot be dated: it fails too.
+	dir := t.TempDir()
+	p := filepath.Join(dir, "dmesg")
+	if err := os.WriteFile(p, []byte("nf_conntrack: nf_conntrack: table full, dropping packet\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if fs := runChecks(t, conntrackConfig(p)); fs[0].Severity != protocol.SeverityFail {
+		t.Errorf("undated table full: %+v", fs[0])
+	}
+}
+
+func TestRunConntrackNotLoaded(t *testing.T) {
+	cfg := conntrackConfig("testdata/kmsg-old.txt")
+	cfg.Proc = t.TempDir()
+	fs := runChecks(t, cfg)
+	if len(fs) != 1 || fs[0].Severity != protocol.SeverityInfo || !strings.Contains(fs[0].Message, "not loaded") {
+		t.Errorf("got %+v", fs)
+	}
+}
+
+func TestRunConntrackTopIPs(t *testing.T) {
+	cfg := conntrackConfig("testdata/kmsg-old.txt")
+	cfg.Top = 2
+	_, cidr, _ := net.ParseCIDR("10.244.0.0/24")
+	cfg.PodCIDRs = []*net.IPNet{cidr}
+	cfg.Pods = []PodInfo{{Namespace: "default", Name: "web", IP: net.ParseIP("10.244.0.7")}}
+	a := netip.MustParseAddr
+	flow := func(src, dst string) flowAddrs {
+		return flowAddrs{a(src), a(dst), a(dst), a(src)}
+	}
+	cfg.dumpConntrack = func() ([]flowAddrs, error) {
+		return []flowAddrs{
+			flow("10.244.0.7", "1.1.1.1"), flow("10.244.0.7", "8.8.8.8"), flow("10.244.0.7", "10.244.0.9"),
+			flow("10.244.0.9", "8.8.8.8"), flow("10.244.0.8", "8.8.8.8"), flow("192.168.1.1", "8.8.8.8"),
+		}, nil
+	}
+	fs := runChecks(t, cfg)
+	got := asJSON(t, fs[0].Data)["topIPs"]
+	want := []any{
+		map[string]any{"ip": "10.244.0.7", "entries": 3.0, "pod": "default/web"},
+		map[string]any{"ip": "10.244.0.9", "entries": 2.0},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("topIPs (-want +got):\n%s", d)
+	}
+
+	cfg.dumpConntrack = func() ([]flowAddrs, error) { return nil, errors.New("operation not permitted") }
+	if d := asJSON(t, runChecks(t, cfg)[0].Data); d["topIPsError"] != "operation not permitted" {
+		t.Errorf("dump error not reported: %v", d)
+	}
+}
+
+// staleTree copies testdata/proc-stale into a temporary /proc and creates
+// the fd symlinks each PID's "fds" file lists ("FD TARGET" lines).
+func staleTree(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	src := "testdata/proc-stale"
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		dst := filepath.Join(root, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		if d.Name() == "fds" {
+			fdDir := filepath.Join(filepath.Dir(dst), "fd")
+			if err := os.MkdirAll(fdDir, 0o755); err != nil {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			s := bufio.NewScanner(bytes.NewReader(b))
+			for s.Scan() {
+				fd, target, ok := strings.Cut(s.Text(), " ")
+				if !ok {
+					continue
+				}
+				if err := os.Symlink(target, filepath.Join(fdDir, fd)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+var (
+	sandboxID = strings.Repeat("a", 64)
+	knownID   = strings.Repeat("b", 64)
+	staleID   = strings.Repeat("c", 64)
+	idleID    = strings.Repeat("e", 64)
+)
+
+func staleConfig(t *testing.T) Config {
+	return Config{
+		Proc:     staleTree(t),
+		Sys:      t.TempDir(),
+		HostRoot: t.TempDir(), // no runtime socket
+		Checks:   []string{CheckStale},
+		PodUID:   fixtureUID,
+		Port:     6379,
+	}
+}
+
+func byPID(fs []protocol.Finding) map[float64]protocol.Finding {
+	out := map[float64]protocol.Finding{}
+	for _, f := range fs {
+		if pid, ok := f.Data["pid"].(int); ok {
+			out[float64(pid)] = f
+		}
+	}
+	return out
+}
+
+func checkStaleFindings(t *testing.T, fs []protocol.Finding) {
+	t.Helper()
+	procs := byPID(fs)
+	if len(procs) != 2 {
+		t.Fatalf("want findings for PIDs 300 and 600 only, got %+v", fs)
+	}
+	holder := procs[300]
+	if holder.Severity != protocol.SeverityFail {
+		t.Errorf("pid 300: severity %q, want fail: %s", holder.Severity, holder.Message)
+	}
+	d := asJSON(t, holder.Data)
+	for k, want := range map[string]any{"pid": 300.0, "containerID": staleID, "port": 6379.0, "protocol": "tcp", "address": "0.0.0.0", "cmdline": "redis-server *:6379", "podUID": fixtureUID} {
+		if d[k] != want {
+			t.Errorf("pid 300: data.%s = %v, want %v", k, d[k], want)
+		}
+	}
+	if ls, _ := d["listeners"].([]any); len(ls) != 2 { // tcp 6379 and udp 5353; not the established 3334
+		t.Errorf("pid 300 listeners = %v", d["listeners"])
+	}
+	if !strings.Contains(holder.Message, "holds tcp port 6379") {
+		t.Errorf("message = %q", holder.Message)
+	}
+	if f := procs[600]; f.Severity != protocol.SeverityWarn || f.Data["containerID"] != idleID {
+		t.Errorf("pid 600: %+v, want warn for %s", f, idleID)
+	}
+	for _, f := range fs {
+		if strings.Contains(f.Message, sandboxID[:12]) || strings.Contains(f.Message, knownID[:12]) {
+			t.Errorf("sandbox or known container reported: %s", f.Message)
+		}
+	}
+}
+
+// Without a runtime: --known-containers says what is live, and the pause
+// process is taken as the sandbox.
+func TestRunStaleKnownContainersNoRuntime(t *testing.T) {
+	cfg := staleConfig(t)
+	cfg.KnownContainers = []string{"containerd://" + knownID}
+	fs := runChecks(t, cfg)
+	checkStaleFindings(t, fs)
+	var sawInfo bool
+	for _, f := range fs {
+		if f.Severity == protocol.SeverityInfo && strings.Contains(f.Message, "container runtime not reachable") {
+			sawInfo = true
+		}
+	}
+	if !sawInfo {
+		t.Error("no info finding saying the runtime was not reachable")
+	}
+}
+
+// With a runtime: its containers and sandboxes are live.
+func TestRunStaleWithRuntime(t *testing.T) {
+	cfg := staleConfig(t)
+	cfg.runtime = func(context.Context) (runtimeState, error) {
+		return runtimeState{
+			Endpoint:   "fake",
+			Containers: map[string]bool{knownID: true},
+			Sandboxes:  map[string]string{sandboxID: fixtureUID},
+		}, nil
+	}
+	fs := runChecks(t, cfg)
+	checkStaleFindings(t, fs)
+	for _, f := range fs {
+		if f.Severity == protocol.SeverityInfo {
+			t.Errorf("unexpected info finding: %s", f.Message)
+		}
+	}
+}
+
+// Nothing known: no claim, but the port holder is named.
+func TestRunStaleNothingKnown(t *testing.T) {
+	fs := runChecks(t, staleConfig(t))
+	var f *protocol.Finding
+	for i := range fs {
+		if fs[i].Subject != "node" {
+			f = &fs[i]
+		}
+	}
+	if f == nil || f.Severity != protocol.SeverityInfo || !strings.HasPrefix(f.Message, "cannot tell stale processes") {
+		t.Fatalf("got %+v", fs)
+	}
+	h := asJSON(t, f.Data)["portHolder"].(map[string]any)
+	if h["pid"] != 300.0 || h["containerID"] != staleID {
+		t.Errorf("portHolder = %v", h)
+	}
+}
+
+// All live: ok, and the known holder of the port is named.
+func TestRunStaleAllKnown(t *testing.T) {
+	cfg := staleConfig(t)
+	cfg.Port = 8080
+	cfg.KnownContainers = []string{knownID, staleID, idleID}
+	fs := runChecks(t, cfg)
+	last := fs[len(fs)-1]
+	if last.Severity != protocol.SeverityOK {
+		t.Fatalf("got %+v", fs)
+	}
+	if h := asJSON(t, last.Data)["portHolder"].(map[string]any); h["pid"] != 200.0 {
+		t.Errorf("portHolder = %v", h)
+	}
+}
+
+func TestMainStream(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := Main([]string{"--checks", "conntrack", "--proc", "testdata/proc-conntrack", "--kmsg", "testdata/kmsg-old.txt", "--top", "0"}, nil, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got %q", out.String())
+	}
+	types := []string{}
+	for _, l := range lines {
+		pl, err := protocol.ParseLine([]byte(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, pl.Type)
+	}
+	if d := cmp.Diff([]string{"hello", "finding", "done"}, types); d != "" {
+		t.Error(d)
+	}
+	if !strings.Contains(lines[2], `"findings":1`) || !strings.Contains(lines[0], `"protocol":1`) {
+		t.Errorf("hello/done: %q %q", lines[0], lines[2])
+	}
+
+	out.Reset()
+	if code := Main([]string{"--checks", "bogus"}, nil, &out, &errOut); code != 2 {
+		t.Errorf("usage error: exit %d", code)
+	}
+	if !strings.Contains(out.String(), `"type":"error"`) || strings.Contains(out.String(), `"type":"done"`) {
+		t.Errorf("usage error stream: %q", out.String())
+	}
+
+	// An internal error: an error line, exit 1, and no done line.
+	out.Reset()
+	if code := Main([]string{"--netns", "/nonexistent/netns", "--checks", "bridge"}, nil, &out, &errOut); code != 1 {
+		t.Errorf("internal error: exit %d", code)
+	}
+	if !strings.Contains(out.String(), `"type":"error","message":"--netns /nonexistent/netns: `) || strings.Contains(out.String(), `"type":"done"`) {
+		t.Errorf("internal error stream: %q", out.String())
+	}
+}
