@@ -35,7 +35,7 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{nil, "missing command"},
-		{[]string{"check"}, `unknown command "check"`},
+		{[]string{"inspect"}, `unknown command "inspect"`},
 		{[]string{"capture", "--snaplen", "0"}, "--snaplen must be between 1 and 262144, not 0"},
 		{[]string{"capture", "-s", "abc"}, `invalid argument "abc" for "-s, --snaplen" flag`},
 		{[]string{"capture", "--format", "json"}, `--format must be pcap or pcapng, not "json"`},
@@ -126,4 +126,16 @@ func TestSleepHelper(t *testing.T) {
 		t.Skip("only run as a child process")
 	}
 	time.Sleep(10 * time.Second)
+}
+
+// TestCheckIsWired: check reports its usage errors as JSON on stdout (its
+// stream of findings) and exits 2.
+func TestCheckIsWired(t *testing.T) {
+	code, out, _ := runCLI("check", "--checks", "bogus")
+	if code != exitUsage {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	if !strings.Contains(out, `"type":"hello"`) || !strings.Contains(out, `"type":"error"`) || !strings.Contains(out, "bogus") {
+		t.Errorf("stdout %q: want a hello line and an error line naming the bad check", out)
+	}
 }

@@ -1,0 +1,350 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/filter"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/podcapture"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/target"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/version"
+)
+
+const (
+	maxSnaplen       = 262144
+	defaultHeartbeat = 15 * time.Second
+	minHeartbeat     = 5 * time.Second
+)
+
+var captureExample = `  # Capture HTTPS traffic of pod web-0 into web.pcap until Ctrl-C
+  kubectl netdiag capture pod/web-0 -f 'tcp port 443' -w web.pcap
+
+  # 30 seconds of DNS from a pod in namespace shop, straight into Wireshark
+  kubectl netdiag capture -n shop api-7d9f -f 'port 53' --duration 30s -w - | wireshark -k -i -
+
+  # The first 1000 packets, headers only, as pcapng
+  kubectl netdiag capture pod/web-0 -s 128 --count 1000 --format pcapng -w web.pcapng`
+
+// CaptureOptions drives `kubectl netdiag capture`.
+type CaptureOptions struct {
+	configFlags *genericclioptions.ConfigFlags
+	genericiooptions.IOStreams
+
+	Container  string
+	Filter     string
+	Interface  string
+	Snaplen    int
+	Count      int64
+	Duration   time.Duration
+	MaxBytes   int64
+	Output     string
+	Format     string
+	Image      string
+	PullPolicy string
+	Timeout    time.Duration
+	Heartbeat  time.Duration
+
+	// Set by Complete (tests may preset Client, Executor, NameSuffix,
+	// IsTerminal).
+	Namespace  string
+	Target     target.Target
+	Client     kubernetes.Interface
+	Executor   kube.Executor
+	NameSuffix func() string
+	IsTerminal func(w io.Writer) bool
+}
+
+// NewCaptureOptions returns the defaults.
+func NewCaptureOptions(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *CaptureOptions {
+	return &CaptureOptions{
+		configFlags: configFlags,
+		IOStreams:   streams,
+		Interface:   "eth0",
+		Snaplen:     maxSnaplen,
+		Format:      "pcap",
+		Image:       version.HelperImage(),
+		PullPolicy:  string(corev1.PullIfNotPresent),
+		Timeout:     time.Minute,
+		Heartbeat:   defaultHeartbeat,
+	}
+}
+
+// NewCmdCapture builds `kubectl netdiag capture`.
+func NewCmdCapture(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	o := NewCaptureOptions(configFlags, streams)
+	cmd := &cobra.Command{
+		Use:   "capture [pod/]NAME [-c CONTAINER] [-f FILTER] [-w FILE|-]",
+		Short: "Capture packets in a pod's network namespace",
+		Long: `Capture packets in a pod's network namespace.
+
+An ephemeral container running the netdiag helper (capabilities NET_RAW and
+NET_ADMIN only, not privileged) is added to the pod, or a running one from an
+earlier capture is reused. The pcap streams back over exec into the file
+given with -w, or to stdout with -w - (or when stdout is a pipe). Ctrl-C
+stops the capture and leaves a complete file.`,
+		Example: captureExample,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.Complete(args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+// AddFlags adds the capture flags.
+func (o *CaptureOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&o.Container, "container", "c", o.Container, "container whose network to capture (default: the pod's kubectl.kubernetes.io/default-container, else its first container)")
+	f.StringVarP(&o.Filter, "filter", "f", o.Filter, "capture filter in tcpdump (pcap-filter) syntax, e.g. 'tcp port 443'")
+	f.StringVar(&o.Interface, "interface", o.Interface, "interface to capture on, in the pod's network namespace")
+	f.IntVarP(&o.Snaplen, "snaplen", "s", o.Snaplen, "bytes to keep of each packet (1..262144)")
+	f.Int64Var(&o.Count, "count", o.Count, "stop after this many packets (0: no limit)")
+	f.DurationVar(&o.Duration, "duration", o.Duration, "stop after this long, e.g. 30s (0: until Ctrl-C)")
+	f.Int64Var(&o.MaxBytes, "max-bytes", o.MaxBytes, "stop after writing this many bytes (0: no limit)")
+	f.StringVarP(&o.Output, "write", "w", o.Output, "file to write the capture to (mode 0600), or - for stdout (default: stdout when it is not a terminal)")
+	f.StringVar(&o.Format, "format", o.Format, "file format: pcap or pcapng")
+	f.StringVar(&o.Image, "image", o.Image, "helper image to inject")
+	f.StringVar(&o.PullPolicy, "image-pull-policy", o.PullPolicy, "pull policy of the helper image: Always, IfNotPresent or Never")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the helper container to start")
+	f.DurationVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "the helper stops when it hears nothing from the plugin for this long")
+	_ = f.MarkHidden("heartbeat")
+}
+
+// Complete parses the target and finds the namespace and the clients.
+func (o *CaptureOptions) Complete(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("capture needs exactly one pod, e.g. kubectl netdiag capture pod/web-0 (got %d arguments)", len(args))
+	}
+	t, err := target.ParsePod(args[0])
+	if err != nil {
+		return err
+	}
+	o.Target = t
+	if o.Namespace == "" {
+		ns, _, err := o.configFlags.ToRawKubeConfigLoader().Namespace()
+		if err != nil {
+			return fmt.Errorf("finding the namespace: %w", err)
+		}
+		o.Namespace = ns
+	}
+	if o.IsTerminal == nil {
+		o.IsTerminal = isTerminal
+	}
+	if o.NameSuffix == nil {
+		o.NameSuffix = kube.RandomSuffix
+	}
+	if o.Client == nil || o.Executor == nil {
+		config, err := o.configFlags.ToRESTConfig()
+		if err != nil {
+			return err
+		}
+		client, err := kubernetes.NewForConfig(config)
+		if err != nil {
+			return err
+		}
+		if o.Client == nil {
+			o.Client = client
+		}
+		if o.Executor == nil {
+			o.Executor = &kube.RemoteExecutor{Config: config, Client: client}
+		}
+	}
+	return nil
+}
+
+// Validate checks the flags without talking to the cluster.
+func (o *CaptureOptions) Validate() error {
+	if o.Snaplen < 1 || o.Snaplen > maxSnaplen {
+		return fmt.Errorf("--snaplen must be between 1 and %d, got %d", maxSnaplen, o.Snaplen)
+	}
+	if o.Count < 0 {
+		return fmt.Errorf("--count must not be negative, got %d", o.Count)
+	}
+	if o.Duration < 0 {
+		return fmt.Errorf("--duration must not be negative, got %s", o.Duration)
+	}
+	if o.MaxBytes < 0 {
+		return fmt.Errorf("--max-bytes must not be negative, got %d", o.MaxBytes)
+	}
+	if o.Format != "pcap" && o.Format != "pcapng" {
+		return fmt.Errorf("--format must be pcap or pcapng, got %q", o.Format)
+	}
+	switch corev1.PullPolicy(o.PullPolicy) {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		return fmt.Errorf("--image-pull-policy must be Always, IfNotPresent or Never, got %q", o.PullPolicy)
+	}
+	if strings.TrimSpace(o.Image) == "" {
+		return fmt.Errorf("--image must not be empty")
+	}
+	if o.Timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive, got %s", o.Timeout)
+	}
+	if o.Heartbeat < minHeartbeat {
+		return fmt.Errorf("--heartbeat must be at least %s, got %s", minHeartbeat, o.Heartbeat)
+	}
+	if err := validInterface(o.Interface); err != nil {
+		return err
+	}
+	if err := filter.Check(o.Filter); err != nil {
+		return err
+	}
+	return o.validateOutput()
+}
+
+// validInterface follows the kernel's rules for interface names.
+func validInterface(name string) error {
+	if name == "" {
+		return fmt.Errorf("--interface must not be empty")
+	}
+	if len(name) > 15 || name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n") {
+		return fmt.Errorf("--interface %q is not a valid interface name", name)
+	}
+	return nil
+}
+
+func (o *CaptureOptions) toStdout() bool { return o.Output == "" || o.Output == "-" }
+
+func (o *CaptureOptions) validateOutput() error {
+	if o.toStdout() {
+		if o.IsTerminal != nil && o.IsTerminal(o.Out) {
+			return fmt.Errorf("refusing to write pcap to a terminal; use -w FILE or pipe it")
+		}
+		return nil
+	}
+	fi, err := os.Stat(o.Output)
+	switch {
+	case err == nil && fi.IsDir():
+		return fmt.Errorf("-w %s: is a directory", o.Output)
+	case err == nil && !fi.Mode().IsRegular() && fi.Mode()&fs.ModeNamedPipe == 0 && fi.Mode()&fs.ModeCharDevice == 0:
+		return fmt.Errorf("-w %s: not a regular file", o.Output)
+	case err == nil:
+		// Check it can be written without truncating it yet.
+		f, err := os.OpenFile(o.Output, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return fmt.Errorf("-w %s: %w", o.Output, unwrapPathError(err))
+		}
+		_ = f.Close()
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("-w %s: %w", o.Output, unwrapPathError(err))
+	}
+	dir := filepath.Dir(o.Output)
+	di, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("-w %s: directory %q does not exist", o.Output, dir)
+	case err != nil:
+		return fmt.Errorf("-w %s: %w", o.Output, unwrapPathError(err))
+	case !di.IsDir():
+		return fmt.Errorf("-w %s: %q is not a directory", o.Output, dir)
+	}
+	return nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Run captures until a limit is hit or Ctrl-C.
+func (o *CaptureOptions) Run(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// After the first Ctrl-C, a second one ends the plugin at once.
+		<-ctx.Done()
+		stop()
+	}()
+	return o.run(ctx)
+}
+
+func (o *CaptureOptions) run(ctx context.Context) error {
+	outputName := o.Output
+	if o.toStdout() {
+		outputName = "stdout"
+	}
+	created := false
+	open := func() (io.WriteCloser, error) {
+		if o.toStdout() {
+			return nopCloser{o.Out}, nil
+		}
+		_, statErr := os.Stat(o.Output)
+		f, err := os.OpenFile(o.Output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("-w %s: %w", o.Output, unwrapPathError(err))
+		}
+		created = errors.Is(statErr, fs.ErrNotExist)
+		return f, nil
+	}
+	cfg := podcapture.Config{
+		Namespace:  o.Namespace,
+		Pod:        o.Target.Name,
+		Container:  o.Container,
+		Interface:  o.Interface,
+		Filter:     o.Filter,
+		Snaplen:    o.Snaplen,
+		Count:      o.Count,
+		Duration:   o.Duration,
+		MaxBytes:   o.MaxBytes,
+		Format:     o.Format,
+		Image:      o.Image,
+		PullPolicy: corev1.PullPolicy(o.PullPolicy),
+		Timeout:    o.Timeout,
+		Heartbeat:  o.Heartbeat,
+		Open:       open,
+		OutputName: outputName,
+	}
+	deps := podcapture.Deps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, ErrOut: o.ErrOut}
+	res, err := podcapture.Run(ctx, deps, cfg)
+	if err != nil {
+		if created && res.Written == 0 {
+			// Do not leave an empty file behind that looks like a capture.
+			_ = os.Remove(o.Output)
+		}
+		return err
+	}
+	fmt.Fprintln(o.ErrOut, res.Summary(outputName))
+	return nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
+}

@@ -1,0 +1,84 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	restclient "k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/klog/v2"
+)
+
+// Pod names a pod.
+type Pod struct {
+	Namespace string
+	Name      string
+}
+
+// Executor runs a command in a container over an exec stream. Tests replace
+// it with a fake that replays recorded helper output.
+type Executor interface {
+	Stream(ctx context.Context, pod Pod, container string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) error
+}
+
+// RemoteExecutor is the real Executor: the pods/exec subresource, over
+// WebSocket with a fallback to SPDY, as kubectl exec does. Never attach:
+// attach loses what the process wrote before it connected.
+type RemoteExecutor struct {
+	Config *restclient.Config
+	Client kubernetes.Interface
+}
+
+// Stream runs cmd and copies its output to stdout and stderr as it arrives.
+func (e *RemoteExecutor) Stream(ctx context.Context, pod Pod, container string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	req := e.Client.CoreV1().RESTClient().Post().
+		Resource("pods").
+		Namespace(pod.Namespace).
+		Name(pod.Name).
+		SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{
+			Container: container,
+			Command:   cmd,
+			Stdin:     stdin != nil,
+			Stdout:    stdout != nil,
+			Stderr:    stderr != nil,
+			TTY:       false,
+		}, scheme.ParameterCodec)
+	klog.V(3).Infof("exec %s", req.URL())
+
+	exec, err := remotecommand.NewSPDYExecutor(e.Config, "POST", req.URL())
+	if err != nil {
+		return err
+	}
+	// kubectl's switch to turn WebSockets off is honoured too.
+	if !strings.EqualFold(os.Getenv("KUBECTL_REMOTE_COMMAND_WEBSOCKETS"), "false") {
+		// WebSocket upgrades must be GETs (RFC 6455 section 4.1).
+		ws, err := remotecommand.NewWebSocketExecutor(e.Config, "GET", req.URL().String())
+		if err != nil {
+			return err
+		}
+		exec, err = remotecommand.NewFallbackExecutor(ws, exec, func(err error) bool {
+			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	err = exec.StreamWithContext(ctx, remotecommand.StreamOptions{
+		Stdin:  stdin,
+		Stdout: stdout,
+		Stderr: stderr,
+	})
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("you need `create` on `pods/exec` in namespace %q to run the helper (check with: kubectl auth can-i create pods --subresource=exec -n %s) (error from server: %v)", pod.Namespace, pod.Namespace, err)
+	}
+	return err
+}

@@ -1,0 +1,198 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+)
+
+// failingWaitReasons are waiting reasons that will not fix themselves in time
+// for a capture: waiting longer only hides the cause.
+var failingWaitReasons = map[string]bool{
+	"ErrImagePull":               true,
+	"ImagePullBackOff":           true,
+	"ErrImageNeverPull":          true,
+	"InvalidImageName":           true,
+	"CreateContainerError":       true,
+	"CreateContainerConfigError": true,
+	"RunContainerError":          true,
+	"PreCreateHookError":         true,
+	"PreStartHookError":          true,
+}
+
+// WaitForEphemeralRunning waits until the ephemeral container named container
+// in the pod is Running, and fails at once when it cannot get there.
+func WaitForEphemeralRunning(ctx context.Context, client kubernetes.Interface, namespace, podName, container string, timeout time.Duration) (*corev1.Pod, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pods := client.CoreV1().Pods(namespace)
+	lastState := "not yet reported by the kubelet"
+	for {
+		pod, err := pods.Get(ctx, podName, metav1.GetOptions{})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, waitTimeoutError(ctx, timeout, namespace, podName, container, lastState)
+			}
+			return nil, fmt.Errorf("reading pod %s/%s: %w", namespace, podName, err)
+		}
+		done, state, err := ephemeralRunning(pod, container)
+		lastState = state
+		if done || err != nil {
+			return pod, err
+		}
+		w, err := pods.Watch(ctx, metav1.ListOptions{
+			FieldSelector:   fields.OneTermEqualSelector("metadata.name", podName).String(),
+			ResourceVersion: pod.ResourceVersion,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, waitTimeoutError(ctx, timeout, namespace, podName, container, lastState)
+			}
+			return nil, fmt.Errorf("watching pod %s/%s: %w", namespace, podName, err)
+		}
+		pod, state, err = watchUntilRunning(ctx, w, container)
+		w.Stop()
+		if state != "" {
+			lastState = state
+		}
+		if pod != nil || err != nil {
+			if ctx.Err() != nil && err == nil && pod == nil {
+				return nil, waitTimeoutError(ctx, timeout, namespace, podName, container, lastState)
+			}
+			return pod, err
+		}
+		if ctx.Err() != nil {
+			return nil, waitTimeoutError(ctx, timeout, namespace, podName, container, lastState)
+		}
+		// The watch ended (expired resource version, server timeout): read
+		// the pod again and start over.
+		klog.V(3).Infof("watch on pod %s/%s ended, restarting", namespace, podName)
+	}
+}
+
+// watchUntilRunning returns (pod, state, nil) once running, (nil, state, err)
+// on a failure, and (nil, state, nil) when the watch ended.
+func watchUntilRunning(ctx context.Context, w watch.Interface, container string) (*corev1.Pod, string, error) {
+	state := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, state, nil
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return nil, state, nil
+			}
+			switch ev.Type {
+			case watch.Deleted:
+				pod, _ := ev.Object.(*corev1.Pod)
+				name := "?"
+				if pod != nil {
+					name = pod.Namespace + "/" + pod.Name
+				}
+				return nil, state, fmt.Errorf("pod %s was deleted while waiting for the netdiag container", name)
+			case watch.Error:
+				err := apierrors.FromObject(ev.Object)
+				if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+					return nil, state, nil
+				}
+				return nil, state, fmt.Errorf("watching the pod: %w", err)
+			case watch.Added, watch.Modified:
+				pod, ok := ev.Object.(*corev1.Pod)
+				if !ok {
+					continue
+				}
+				done, s, err := ephemeralRunning(pod, container)
+				state = s
+				if err != nil {
+					return nil, state, err
+				}
+				if done {
+					return pod, state, nil
+				}
+			}
+		}
+	}
+}
+
+// ephemeralRunning looks at one version of the pod.
+func ephemeralRunning(pod *corev1.Pod, container string) (bool, string, error) {
+	if pod.DeletionTimestamp != nil {
+		return false, "", fmt.Errorf("pod %s/%s is being deleted", pod.Namespace, pod.Name)
+	}
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return false, "", fmt.Errorf("pod %s/%s finished (phase %s) while waiting for the netdiag container", pod.Namespace, pod.Name, pod.Status.Phase)
+	}
+	var st *corev1.ContainerStatus
+	for i := range pod.Status.EphemeralContainerStatuses {
+		if pod.Status.EphemeralContainerStatuses[i].Name == container {
+			st = &pod.Status.EphemeralContainerStatuses[i]
+		}
+	}
+	if st == nil {
+		return false, "not yet reported by the kubelet", nil
+	}
+	switch {
+	case st.State.Running != nil:
+		return true, "running", nil
+	case st.State.Terminated != nil:
+		t := st.State.Terminated
+		return false, "terminated", fmt.Errorf("the netdiag container %s in pod %s/%s terminated before the capture could start: %s, exit code %d%s",
+			container, pod.Namespace, pod.Name, orDefault(t.Reason, "Terminated"), t.ExitCode, withMessage(t.Message))
+	case st.State.Waiting != nil:
+		wt := st.State.Waiting
+		state := "waiting: " + orDefault(wt.Reason, "no reason given")
+		if failingWaitReasons[wt.Reason] {
+			return false, state, waitingAdvice(pod, st, wt)
+		}
+		return false, state, nil
+	}
+	return false, "unknown", nil
+}
+
+func waitingAdvice(pod *corev1.Pod, st *corev1.ContainerStatus, wt *corev1.ContainerStateWaiting) error {
+	node := orDefault(pod.Spec.NodeName, "(unscheduled)")
+	image := st.Image
+	for _, ec := range pod.Spec.EphemeralContainers {
+		if ec.Name == st.Name {
+			image = ec.Image
+		}
+	}
+	switch wt.Reason {
+	case "ErrImageNeverPull":
+		return fmt.Errorf("the helper image %s is not on node %s: import it (make load-image) or pass --image (%s%s)", image, node, wt.Reason, withMessage(wt.Message))
+	case "ErrImagePull", "ImagePullBackOff", "InvalidImageName":
+		return fmt.Errorf("node %s cannot pull the helper image %s: %s%s; check the image name and the node's access to its registry, import it (make load-image), or pass --image", node, image, wt.Reason, withMessage(wt.Message))
+	}
+	return fmt.Errorf("the netdiag container %s cannot start in pod %s/%s on node %s: %s%s", st.Name, pod.Namespace, pod.Name, node, wt.Reason, withMessage(wt.Message))
+}
+
+func waitTimeoutError(ctx context.Context, timeout time.Duration, namespace, pod, container, lastState string) error {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("interrupted while waiting for the netdiag container %s in pod %s/%s to start", container, namespace, pod)
+	}
+	return fmt.Errorf("timed out after %s waiting for the netdiag container %s in pod %s/%s to start (last state: %s); raise --timeout or look at: kubectl describe pod %s -n %s",
+		timeout, container, namespace, pod, lastState, pod, namespace)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func withMessage(m string) string {
+	if m == "" {
+		return ""
+	}
+	return ": " + m
+}

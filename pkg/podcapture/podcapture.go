@@ -1,0 +1,418 @@
+// Package podcapture is the plugin side of a pod capture: it checks the pod,
+// injects (or reuses) the netdiag ephemeral container, runs
+// `netdiag-helper capture` in it over exec, streams the pcap into the output
+// and reports what was captured.
+//
+// (pkg/capture is the helper's engine; this package never runs in the pod.)
+package podcapture
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
+)
+
+// Config is everything a capture needs, already validated.
+type Config struct {
+	Namespace string
+	Pod       string
+	// Container is the target container; "" picks the default one.
+	Container string
+
+	Interface string
+	Filter    string
+	Snaplen   int
+	Count     int64
+	Duration  time.Duration
+	MaxBytes  int64
+	Format    string
+
+	Image      string
+	PullPolicy corev1.PullPolicy
+	// Timeout bounds the wait for the netdiag container to run.
+	Timeout time.Duration
+	// Heartbeat is the helper's --heartbeat; HeartbeatEvery is how often
+	// the plugin sends a byte (default 2s).
+	Heartbeat      time.Duration
+	HeartbeatEvery time.Duration
+	// Grace is how long to wait for the helper to finish its file after
+	// the context is cancelled (default 10s).
+	Grace time.Duration
+
+	// Open opens the output; it is called after the API checks, before
+	// anything is created in the cluster. OutputName names it in messages.
+	Open       func() (io.WriteCloser, error)
+	OutputName string
+}
+
+// Deps are the seams tests replace.
+type Deps struct {
+	Client     kubernetes.Interface
+	Executor   kube.Executor
+	NameSuffix func() string
+	// ErrOut receives the messages meant for the user (never the pcap).
+	ErrOut io.Writer
+}
+
+// Result is what a finished capture reports.
+type Result struct {
+	Pod       string
+	Container string // the netdiag ephemeral container
+	Interface string
+	Stats     protocol.Stats
+	Written   int64 // bytes written to the output
+	Reused    bool
+}
+
+// Summary is the one line printed after a capture.
+func (r Result) Summary(output string) string {
+	s := fmt.Sprintf("captured %d packets (%s) on pod/%s %s, %d dropped by the kernel → %s",
+		r.Stats.Packets, HumanBytes(r.Stats.Bytes), r.Pod, r.Interface, r.Stats.KernelDrops, output)
+	if r.Stats.KernelDrops > 0 {
+		s += " (narrow the filter with -f or lower -s to drop less)"
+	}
+	return s
+}
+
+// HumanBytes renders n with SI units: 999 B, 1.2 kB, 3.4 MB.
+func HumanBytes(n uint64) string {
+	if n < 1000 {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	v := float64(n)
+	for _, unit := range []string{"kB", "MB", "GB", "TB"} {
+		v /= 1000
+		if v < 1000 {
+			return strconv.FormatFloat(v, 'f', 1, 64) + " " + unit
+		}
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64) + " PB"
+}
+
+// HelperArgs is the helper command line for cfg. Every value is its own
+// argument: no shell ever sees user text.
+func HelperArgs(cfg Config) []string {
+	args := []string{kube.HelperPath, "capture", "--interface", cfg.Interface}
+	if cfg.Filter != "" {
+		args = append(args, "--filter", cfg.Filter)
+	}
+	args = append(args, "--snaplen", strconv.Itoa(cfg.Snaplen))
+	if cfg.Count > 0 {
+		args = append(args, "--count", strconv.FormatInt(cfg.Count, 10))
+	}
+	if cfg.Duration > 0 {
+		args = append(args, "--duration", cfg.Duration.String())
+	}
+	if cfg.MaxBytes > 0 {
+		args = append(args, "--max-bytes", strconv.FormatInt(cfg.MaxBytes, 10))
+	}
+	args = append(args, "--format", cfg.Format, "--heartbeat", cfg.Heartbeat.String())
+	return args
+}
+
+// CheckPod reads the pod and says why it cannot be captured, if it cannot.
+// It returns the target container to use.
+func CheckPod(ctx context.Context, client kubernetes.Interface, cfg Config) (*corev1.Pod, string, error) {
+	pod, err := client.CoreV1().Pods(cfg.Namespace).Get(ctx, cfg.Pod, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, "", fmt.Errorf("pod %q not found in namespace %q", cfg.Pod, cfg.Namespace)
+	case apierrors.IsForbidden(err):
+		return nil, "", fmt.Errorf("you need `get` on `pods` in namespace %q (check with: kubectl auth can-i get pods -n %s) (error from server: %v)", cfg.Namespace, cfg.Namespace, err)
+	case err != nil:
+		return nil, "", fmt.Errorf("reading pod %s/%s: %w", cfg.Namespace, cfg.Pod, err)
+	}
+	if pod.DeletionTimestamp != nil {
+		return nil, "", fmt.Errorf("pod %q in namespace %q is being deleted; nothing to capture", pod.Name, pod.Namespace)
+	}
+	if pod.Status.Phase != corev1.PodRunning {
+		phase := pod.Status.Phase
+		if phase == "" {
+			phase = "Unknown"
+		}
+		return nil, "", fmt.Errorf("pod %q in namespace %q is %s, not Running: only a running pod can be captured", pod.Name, pod.Namespace, phase)
+	}
+	if pod.Spec.HostNetwork {
+		return nil, "", fmt.Errorf("pod %q in namespace %q uses hostNetwork: a capture in it would see the node's interfaces, not the pod's; capture on its node %s instead (node captures are not available yet)", pod.Name, pod.Namespace, pod.Spec.NodeName)
+	}
+	container := cfg.Container
+	if container == "" {
+		container = kube.DefaultContainer(pod)
+	} else {
+		found := false
+		var names []string
+		for _, c := range pod.Spec.Containers {
+			names = append(names, c.Name)
+			found = found || c.Name == container
+		}
+		if !found {
+			return nil, "", fmt.Errorf("container %q not found in pod %q; its containers are: %s", container, pod.Name, joinNames(names))
+		}
+	}
+	if container == "" {
+		return nil, "", fmt.Errorf("pod %q in namespace %q has no containers", pod.Name, pod.Namespace)
+	}
+	return pod, container, nil
+}
+
+func joinNames(names []string) string {
+	var b bytes.Buffer
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(n)
+	}
+	return b.String()
+}
+
+// Run does one pod capture. Cancelling ctx (Ctrl-C) stops the capture
+// cleanly: the heartbeat pipe is closed, the helper sees EOF on stdin,
+// finishes the file and reports its stats.
+func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
+	if cfg.HeartbeatEvery <= 0 {
+		cfg.HeartbeatEvery = 2 * time.Second
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	if deps.NameSuffix == nil {
+		deps.NameSuffix = kube.RandomSuffix
+	}
+	res := Result{Pod: cfg.Pod, Interface: cfg.Interface}
+
+	pod, target, err := CheckPod(ctx, deps.Client, cfg)
+	if err != nil {
+		return res, err
+	}
+	out, err := cfg.Open()
+	if err != nil {
+		return res, err
+	}
+	counted := &countingWriter{w: out}
+	closeOut := func() error {
+		if err := out.Close(); err != nil {
+			return fmt.Errorf("closing %s: %w", cfg.OutputName, err)
+		}
+		return nil
+	}
+
+	spec := kube.EphemeralSpec{Image: cfg.Image, PullPolicy: cfg.PullPolicy, TargetContainer: target}
+	name := kube.FindReusable(pod, spec)
+	if name != "" {
+		res.Reused = true
+		klog.V(1).Infof("reusing netdiag container %s in pod %s/%s", name, pod.Namespace, pod.Name)
+	} else {
+		ec := kube.NewEphemeralContainer(spec, deps.NameSuffix())
+		name = ec.Name
+		klog.V(1).Infof("adding netdiag container %s (image %s, target %s) to pod %s/%s", name, cfg.Image, target, pod.Namespace, pod.Name)
+		if _, err := kube.AddEphemeralContainer(ctx, deps.Client, pod, ec); err != nil {
+			_ = closeOut()
+			return res, err
+		}
+		if _, err := kube.WaitForEphemeralRunning(ctx, deps.Client, pod.Namespace, pod.Name, name, cfg.Timeout); err != nil {
+			_ = closeOut()
+			return res, err
+		}
+	}
+	res.Container = name
+
+	stderr := &stderrParser{errOut: deps.ErrOut, pod: cfg.Pod, iface: cfg.Interface}
+	execErr := stream(ctx, deps, cfg, kube.Pod{Namespace: pod.Namespace, Name: pod.Name}, name, counted, stderr)
+	stderr.flush()
+	res.Written = counted.n
+	closeErr := closeOut()
+
+	if stderr.errMsg != "" {
+		return res, fmt.Errorf("capture in pod/%s failed: %s", cfg.Pod, stderr.errMsg)
+	}
+	if stderr.stats == nil {
+		switch {
+		case execErr != nil && !stderr.started:
+			return res, fmt.Errorf("cannot run the helper in container %s of pod %s/%s: %w", name, pod.Namespace, pod.Name, execErr)
+		case execErr != nil:
+			return res, fmt.Errorf("the capture stream from pod/%s broke before the helper reported its stats (%v); %s may be incomplete", cfg.Pod, execErr, cfg.OutputName)
+		default:
+			return res, fmt.Errorf("the helper in pod/%s ended without reporting its stats; %s may be incomplete", cfg.Pod, cfg.OutputName)
+		}
+	}
+	if execErr != nil {
+		klog.V(2).Infof("exec ended with %v after the helper's stats", execErr)
+	}
+	res.Stats = *stderr.stats
+	if stderr.stats.Interface != "" {
+		res.Interface = stderr.stats.Interface
+	}
+	return res, closeErr
+}
+
+// errGraceExpired ends the exec when the helper does not finish in time.
+var errGraceExpired = errors.New("the helper did not finish in time after the capture was stopped")
+
+// stream runs the helper with a heartbeat on stdin.
+func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container string, stdout, stderr io.Writer) error {
+	// The exec outlives ctx: after Ctrl-C the helper still has to finish
+	// the file. It is cut only when the grace period is over.
+	execCtx, cancelExec := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelExec(nil)
+
+	stdinR, stdinW := io.Pipe()
+	var closeOnce sync.Once
+	closeStdin := func() { closeOnce.Do(func() { _ = stdinW.Close() }) }
+	defer closeStdin()
+
+	done := make(chan error, 1)
+	go func() {
+		done <- deps.Executor.Stream(execCtx, pod, container, HelperArgs(cfg), stdinR, stdout, stderr)
+		_ = stdinR.Close()
+	}()
+	go heartbeat(execCtx, stdinW, cfg.HeartbeatEvery)
+
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	fmt.Fprintf(deps.ErrOut, "stopping the capture on pod/%s, waiting up to %s for the helper to finish the file...\n", cfg.Pod, cfg.Grace)
+	closeStdin()
+	grace := time.NewTimer(cfg.Grace)
+	defer grace.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-grace.C:
+		cancelExec(errGraceExpired)
+		select {
+		case err := <-done:
+			if err == nil {
+				err = errGraceExpired
+			}
+			return fmt.Errorf("%w (%v)", errGraceExpired, err)
+		case <-time.After(2 * time.Second):
+			return errGraceExpired
+		}
+	}
+}
+
+// heartbeat writes one byte at once and then every interval until the pipe
+// is closed or ctx ends.
+func heartbeat(ctx context.Context, w *io.PipeWriter, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := w.Write([]byte{0}); err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// stderrParser reads the helper's stderr JSON lines as they arrive.
+type stderrParser struct {
+	errOut io.Writer
+	pod    string
+	iface  string
+
+	buf     []byte
+	started bool // any line seen: the helper runs
+	stats   *protocol.Stats
+	errMsg  string
+}
+
+func (p *stderrParser) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		p.line(p.buf[:i])
+		p.buf = p.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+func (p *stderrParser) flush() {
+	if len(p.buf) > 0 {
+		p.line(p.buf)
+		p.buf = nil
+	}
+}
+
+func (p *stderrParser) line(raw []byte) {
+	raw = bytes.TrimRight(raw, "\r")
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return
+	}
+	p.started = true
+	l, err := protocol.ParseLine(raw)
+	if err != nil {
+		// Not ours (a runtime or libc message): show it as it is.
+		fmt.Fprintf(p.errOut, "%s\n", raw)
+		return
+	}
+	switch l.Type {
+	case protocol.TypeHello:
+		var h protocol.Hello
+		if err := l.Decode(&h); err == nil {
+			klog.V(2).Infof("helper %s, protocol %d", h.Helper, h.Protocol)
+			if h.Protocol != protocol.Version {
+				fmt.Fprintf(p.errOut, "warning: the helper image speaks protocol %d, this plugin speaks %d; pass --image with the helper of this plugin's version\n", h.Protocol, protocol.Version)
+			}
+		}
+	case protocol.TypeReady:
+		var r protocol.Ready
+		if err := l.Decode(&r); err == nil && r.Interface != "" {
+			p.iface = r.Interface
+		}
+		klog.V(2).Infof("helper ready: %s", raw)
+		filter := ""
+		if r.Filter != "" {
+			filter = fmt.Sprintf(" (filter %q)", r.Filter)
+		}
+		fmt.Fprintf(p.errOut, "capturing on pod/%s %s%s, Ctrl-C to stop\n", p.pod, p.iface, filter)
+	case protocol.TypeError:
+		var e protocol.Error
+		if err := l.Decode(&e); err == nil && e.Message != "" {
+			p.errMsg = e.Message
+		} else {
+			p.errMsg = string(raw)
+		}
+	case protocol.TypeStats:
+		var s protocol.Stats
+		if err := l.Decode(&s); err == nil {
+			p.stats = &s
+		}
+	default:
+		klog.V(2).Infof("helper line: %s", raw)
+	}
+}

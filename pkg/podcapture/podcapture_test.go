@@ -1,0 +1,283 @@
+package podcapture
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
+)
+
+const image = "localhost/netdiag-helper:test"
+
+func runningPod() *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "shop", ResourceVersion: "1"},
+		Spec:       corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{{Name: "app"}, {Name: "sidecar"}}},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+}
+
+// cluster is a fake API server: patches of pods/ephemeralcontainers are
+// recorded and applied; a watch reports the new container Running.
+type cluster struct {
+	client  *fake.Clientset
+	mu      sync.Mutex
+	patches []corev1.EphemeralContainer
+}
+
+func newCluster(t *testing.T, pod *corev1.Pod, patchErr error) *cluster {
+	c := &cluster{client: fake.NewClientset(pod)}
+	c.client.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		pa := a.(k8stesting.PatchAction)
+		if pa.GetSubresource() != "ephemeralcontainers" {
+			t.Errorf("patch of subresource %q, want ephemeralcontainers", pa.GetSubresource())
+		}
+		if patchErr != nil {
+			return true, nil, patchErr
+		}
+		obj, err := c.client.Tracker().Get(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, pa.GetNamespace(), pa.GetName())
+		if err != nil {
+			return true, nil, err
+		}
+		js, _ := json.Marshal(obj)
+		patched, err := strategicpatch.StrategicMergePatch(js, pa.GetPatch(), &corev1.Pod{})
+		if err != nil {
+			t.Fatalf("applying patch: %v", err)
+		}
+		var p corev1.Pod
+		if err := json.Unmarshal(patched, &p); err != nil {
+			t.Fatal(err)
+		}
+		added := p.Spec.EphemeralContainers[len(p.Spec.EphemeralContainers)-1]
+		c.mu.Lock()
+		c.patches = append(c.patches, added)
+		c.mu.Unlock()
+		return true, &p, nil
+	})
+	c.client.PrependWatchReactor("pods", func(a k8stesting.Action) (bool, watch.Interface, error) {
+		w := watch.NewFakeWithChanSize(2, false)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		p := pod.DeepCopy()
+		for _, ec := range c.patches {
+			p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, ec)
+			p.Status.EphemeralContainerStatuses = append(p.Status.EphemeralContainerStatuses, corev1.ContainerStatus{
+				Name: ec.Name, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}})
+		}
+		w.Modify(p.DeepCopy())
+		for i := range p.Status.EphemeralContainerStatuses {
+			p.Status.EphemeralContainerStatuses[i].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+		}
+		w.Modify(p)
+		return true, w, nil
+	})
+	return c
+}
+
+// replay is a fake Executor that replays recorded helper output.
+type replay struct {
+	stdout    []byte
+	stderr    string
+	err       error
+	waitStdin bool // block until stdin ends, like a capture stopped by Ctrl-C
+
+	calls     int
+	container string
+	cmd       []string
+	stdinSeen int
+}
+
+func (r *replay) Stream(ctx context.Context, pod kube.Pod, container string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	r.calls++
+	r.container, r.cmd = container, cmd
+	io.WriteString(stderr, `{"type":"hello","protocol":1,"helper":"v0.1.0"}`+"\n")
+	io.WriteString(stderr, `{"type":"ready","interface":"eth0","linkType":"EN10MB","snaplen":262144,"format":"pcap"}`+"\n")
+	if r.waitStdin {
+		n, _ := io.Copy(io.Discard, stdin)
+		r.stdinSeen = int(n)
+	}
+	// Write in two chunks: the output is streamed, not buffered.
+	half := len(r.stdout) / 2
+	stdout.Write(r.stdout[:half])
+	stdout.Write(r.stdout[half:])
+	io.WriteString(stderr, r.stderr)
+	return r.err
+}
+
+type memFile struct {
+	bytes.Buffer
+	closed bool
+}
+
+func (m *memFile) Close() error { m.closed = true; return nil }
+
+func config(out *memFile) Config {
+	return Config{
+		Namespace: "shop", Pod: "web-0", Interface: "eth0", Filter: "tcp port 443", Snaplen: 262144,
+		Count: 10, Format: "pcap", Image: image, PullPolicy: corev1.PullIfNotPresent,
+		Timeout: 5 * time.Second, Heartbeat: 15 * time.Second, HeartbeatEvery: 10 * time.Millisecond,
+		Open:       func() (io.WriteCloser, error) { return out, nil },
+		OutputName: "web.pcap",
+	}
+}
+
+var pcapBytes = append([]byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0}, bytes.Repeat([]byte{7}, 100)...)
+
+const statsLine = `{"type":"stats","packets":10,"bytes":1234,"kernelDrops":0,"reason":"count","interface":"eth0"}` + "\n"
+
+func TestCaptureInjectsOnceAndStreams(t *testing.T) {
+	c := newCluster(t, runningPod(), nil)
+	ex := &replay{stdout: pcapBytes, stderr: statsLine}
+	var errOut bytes.Buffer
+	out := &memFile{}
+	res, err := Run(context.Background(), Deps{Client: c.client, Executor: ex, NameSuffix: func() string { return "abcde" }, ErrOut: &errOut}, config(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.patches) != 1 {
+		t.Fatalf("%d patches, want 1", len(c.patches))
+	}
+	want := kube.NewEphemeralContainer(kube.EphemeralSpec{Image: image, PullPolicy: corev1.PullIfNotPresent, TargetContainer: "app"}, "abcde")
+	if d := cmp.Diff(want, c.patches[0]); d != "" {
+		t.Errorf("patched container (-want +got):\n%s", d)
+	}
+	if ex.container != "netdiag-abcde" {
+		t.Errorf("exec in %q, want netdiag-abcde", ex.container)
+	}
+	wantCmd := []string{"/netdiag-helper", "capture", "--interface", "eth0", "--filter", "tcp port 443", "--snaplen", "262144", "--count", "10", "--format", "pcap", "--heartbeat", "15s"}
+	if d := cmp.Diff(wantCmd, ex.cmd); d != "" {
+		t.Errorf("helper command (-want +got):\n%s", d)
+	}
+	if !bytes.Equal(out.Bytes(), pcapBytes) || !out.closed {
+		t.Errorf("output: %d bytes, closed %v; want the %d pcap bytes, closed", out.Len(), out.closed, len(pcapBytes))
+	}
+	if got, want := errOut.String(), "capturing on pod/web-0 eth0, Ctrl-C to stop\n"; got != want {
+		t.Errorf("stderr = %q, want %q", got, want)
+	}
+	if got, want := res.Summary("web.pcap"), "captured 10 packets (1.2 kB) on pod/web-0 eth0, 0 dropped by the kernel → web.pcap"; got != want {
+		t.Errorf("summary = %q, want %q", got, want)
+	}
+
+	// A second capture reuses the running container: no patch at all.
+	pod, _ := c.client.CoreV1().Pods("shop").Get(context.Background(), "web-0", metav1.GetOptions{})
+	pod.Spec.EphemeralContainers = append(pod.Spec.EphemeralContainers, c.patches[0])
+	pod.Status.EphemeralContainerStatuses = []corev1.ContainerStatus{{Name: "netdiag-abcde", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	c2 := newCluster(t, pod, nil)
+	ex2 := &replay{stdout: pcapBytes, stderr: statsLine}
+	res2, err := Run(context.Background(), Deps{Client: c2.client, Executor: ex2, NameSuffix: func() string { return "zzzzz" }, ErrOut: io.Discard}, config(&memFile{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c2.patches) != 0 || !res2.Reused || ex2.container != "netdiag-abcde" {
+		t.Errorf("second capture: %d patches, reused %v, exec in %q; want 0, true, netdiag-abcde", len(c2.patches), res2.Reused, ex2.container)
+	}
+}
+
+func TestCaptureStopsCleanlyOnCancel(t *testing.T) {
+	c := newCluster(t, runningPod(), nil)
+	ex := &replay{stdout: pcapBytes, stderr: `{"type":"stats","packets":3,"bytes":300,"kernelDrops":2,"reason":"stdin-eof"}` + "\n", waitStdin: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	var errOut bytes.Buffer
+	out := &memFile{}
+	res, err := Run(ctx, Deps{Client: c.client, Executor: ex, NameSuffix: func() string { return "abcde" }, ErrOut: &errOut}, config(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.stdinSeen == 0 {
+		t.Errorf("the helper got no heartbeat")
+	}
+	if !bytes.Equal(out.Bytes(), pcapBytes) {
+		t.Errorf("output has %d bytes, want %d", out.Len(), len(pcapBytes))
+	}
+	if !strings.Contains(errOut.String(), "stopping the capture on pod/web-0") {
+		t.Errorf("stderr = %q", errOut.String())
+	}
+	if got, want := res.Summary("-"), "captured 3 packets (300 B) on pod/web-0 eth0, 2 dropped by the kernel → - (narrow the filter with -f or lower -s to drop less)"; got != want {
+		t.Errorf("summary = %q, want %q", got, want)
+	}
+}
+
+func TestCaptureErrors(t *testing.T) {
+	gr := schema.GroupResource{Resource: "pods"}
+	pending := runningPod()
+	pending.Status.Phase = corev1.PodPending
+	hostNet := runningPod()
+	hostNet.Spec.HostNetwork = true
+	tests := []struct {
+		name     string
+		pod      *corev1.Pod
+		podName  string
+		patchErr error
+		ex       *replay
+		want     string
+		patches  int
+		opened   bool
+	}{
+		{name: "missing pod", pod: runningPod(), podName: "nope", want: `pod "nope" not found in namespace "shop"`},
+		{name: "pending", pod: pending, want: `pod "web-0" in namespace "shop" is Pending, not Running: only a running pod can be captured`},
+		{name: "host network", pod: hostNet, want: `pod "web-0" in namespace "shop" uses hostNetwork: a capture in it would see the node's interfaces, not the pod's; capture on its node node-1 instead (node captures are not available yet)`},
+		{name: "forbidden", pod: runningPod(), patchErr: apierrors.NewForbidden(gr, "web-0", errors.New("denied")), opened: true,
+			want: "you need `patch` on `pods/ephemeralcontainers` in namespace \"shop\" to add the netdiag container (check with: kubectl auth can-i patch pods --subresource=ephemeralcontainers -n shop) (error from server: pods \"web-0\" is forbidden: denied)"},
+		{name: "disabled", pod: runningPod(), patchErr: apierrors.NewNotFound(gr, ""), opened: true,
+			want: `ephemeral containers are disabled on this cluster (error from server: pods "" not found)`},
+		{name: "helper error", pod: runningPod(), patches: 1, opened: true,
+			ex:   &replay{stderr: `{"type":"error","message":"can't parse filter expression: syntax error"}` + "\n" + `{"type":"stats","packets":0,"bytes":0,"kernelDrops":0,"reason":"error"}` + "\n", err: errors.New("command terminated with exit code 1")},
+			want: "capture in pod/web-0 failed: can't parse filter expression: syntax error"},
+		{name: "stream broke", pod: runningPod(), patches: 1, opened: true,
+			ex:   &replay{stdout: pcapBytes, err: errors.New("connection reset")},
+			want: "the capture stream from pod/web-0 broke before the helper reported its stats (connection reset); web.pcap may be incomplete"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, tt.pod, tt.patchErr)
+			ex := tt.ex
+			if ex == nil {
+				ex = &replay{stderr: statsLine}
+			}
+			opened := false
+			cfg := config(&memFile{})
+			open := cfg.Open
+			cfg.Open = func() (io.WriteCloser, error) { opened = true; return open() }
+			if tt.podName != "" {
+				cfg.Pod = tt.podName
+			}
+			_, err := Run(context.Background(), Deps{Client: c.client, Executor: ex, NameSuffix: func() string { return "abcde" }, ErrOut: io.Discard}, cfg)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("error:\n got %v\nwant %s", err, tt.want)
+			}
+			if len(c.patches) != tt.patches {
+				t.Errorf("%d patches, want %d", len(c.patches), tt.patches)
+			}
+			if opened != tt.opened {
+				t.Errorf("output opened: %v, want %v", opened, tt.opened)
+			}
+		})
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 567000: "567.0 kB", 12_345_678: "12.3 MB"} {
+		if got := HumanBytes(n); got != want {
+			t.Errorf("HumanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
