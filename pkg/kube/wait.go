@@ -32,6 +32,22 @@ var failingWaitReasons = map[string]bool{
 // WaitForEphemeralRunning waits until the ephemeral container named container
 // in the pod is Running, and fails at once when it cannot get there.
 func WaitForEphemeralRunning(ctx context.Context, client kubernetes.Interface, namespace, podName, container string, timeout time.Duration) (*corev1.Pod, error) {
+	return waitRunning(ctx, client, namespace, podName, container, timeout, ephemeralRunning)
+}
+
+// WaitForContainerRunning waits until the regular container named container
+// of the pod (a node-debug pod) is Running, and fails at once when it cannot
+// get there (image missing, pod failed, ...), with the same advice as
+// WaitForEphemeralRunning.
+func WaitForContainerRunning(ctx context.Context, client kubernetes.Interface, namespace, podName, container string, timeout time.Duration) (*corev1.Pod, error) {
+	return waitRunning(ctx, client, namespace, podName, container, timeout, regularRunning)
+}
+
+// runningFunc looks at one version of a pod: done, a state for messages, or
+// an error that waiting will not fix.
+type runningFunc func(pod *corev1.Pod, container string) (bool, string, error)
+
+func waitRunning(ctx context.Context, client kubernetes.Interface, namespace, podName, container string, timeout time.Duration, isRunning runningFunc) (*corev1.Pod, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	pods := client.CoreV1().Pods(namespace)
@@ -44,7 +60,7 @@ func WaitForEphemeralRunning(ctx context.Context, client kubernetes.Interface, n
 			}
 			return nil, fmt.Errorf("reading pod %s/%s: %w", namespace, podName, err)
 		}
-		done, state, err := ephemeralRunning(pod, container)
+		done, state, err := isRunning(pod, container)
 		lastState = state
 		if done || err != nil {
 			return pod, err
@@ -59,7 +75,7 @@ func WaitForEphemeralRunning(ctx context.Context, client kubernetes.Interface, n
 			}
 			return nil, fmt.Errorf("watching pod %s/%s: %w", namespace, podName, err)
 		}
-		pod, state, err = watchUntilRunning(ctx, w, container)
+		pod, state, err = watchUntilRunning(ctx, w, container, isRunning)
 		w.Stop()
 		if state != "" {
 			lastState = state
@@ -81,7 +97,7 @@ func WaitForEphemeralRunning(ctx context.Context, client kubernetes.Interface, n
 
 // watchUntilRunning returns (pod, state, nil) once running, (nil, state, err)
 // on a failure, and (nil, state, nil) when the watch ended.
-func watchUntilRunning(ctx context.Context, w watch.Interface, container string) (*corev1.Pod, string, error) {
+func watchUntilRunning(ctx context.Context, w watch.Interface, container string, isRunning runningFunc) (*corev1.Pod, string, error) {
 	state := ""
 	for {
 		select {
@@ -110,7 +126,7 @@ func watchUntilRunning(ctx context.Context, w watch.Interface, container string)
 				if !ok {
 					continue
 				}
-				done, s, err := ephemeralRunning(pod, container)
+				done, s, err := isRunning(pod, container)
 				state = s
 				if err != nil {
 					return nil, state, err
@@ -125,6 +141,15 @@ func watchUntilRunning(ctx context.Context, w watch.Interface, container string)
 
 // ephemeralRunning looks at one version of the pod.
 func ephemeralRunning(pod *corev1.Pod, container string) (bool, string, error) {
+	return containerRunning(pod, container, pod.Status.EphemeralContainerStatuses, "before the capture could start")
+}
+
+// regularRunning looks at one version of a pod for one of its containers.
+func regularRunning(pod *corev1.Pod, container string) (bool, string, error) {
+	return containerRunning(pod, container, pod.Status.ContainerStatuses, "before the helper could run")
+}
+
+func containerRunning(pod *corev1.Pod, container string, statuses []corev1.ContainerStatus, before string) (bool, string, error) {
 	if pod.DeletionTimestamp != nil {
 		return false, "", fmt.Errorf("pod %s/%s is being deleted", pod.Namespace, pod.Name)
 	}
@@ -132,9 +157,9 @@ func ephemeralRunning(pod *corev1.Pod, container string) (bool, string, error) {
 		return false, "", fmt.Errorf("pod %s/%s finished (phase %s) while waiting for the netdiag container", pod.Namespace, pod.Name, pod.Status.Phase)
 	}
 	var st *corev1.ContainerStatus
-	for i := range pod.Status.EphemeralContainerStatuses {
-		if pod.Status.EphemeralContainerStatuses[i].Name == container {
-			st = &pod.Status.EphemeralContainerStatuses[i]
+	for i := range statuses {
+		if statuses[i].Name == container {
+			st = &statuses[i]
 		}
 	}
 	if st == nil {
@@ -145,8 +170,8 @@ func ephemeralRunning(pod *corev1.Pod, container string) (bool, string, error) {
 		return true, "running", nil
 	case st.State.Terminated != nil:
 		t := st.State.Terminated
-		return false, "terminated", fmt.Errorf("the netdiag container %s in pod %s/%s terminated before the capture could start: %s, exit code %d%s",
-			container, pod.Namespace, pod.Name, orDefault(t.Reason, "Terminated"), t.ExitCode, withMessage(t.Message))
+		return false, "terminated", fmt.Errorf("the netdiag container %s in pod %s/%s terminated %s: %s, exit code %d%s",
+			container, pod.Namespace, pod.Name, before, orDefault(t.Reason, "Terminated"), t.ExitCode, withMessage(t.Message))
 	case st.State.Waiting != nil:
 		wt := st.State.Waiting
 		state := "waiting: " + orDefault(wt.Reason, "no reason given")
@@ -164,6 +189,11 @@ func waitingAdvice(pod *corev1.Pod, st *corev1.ContainerStatus, wt *corev1.Conta
 	for _, ec := range pod.Spec.EphemeralContainers {
 		if ec.Name == st.Name {
 			image = ec.Image
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		if c.Name == st.Name {
+			image = c.Image
 		}
 	}
 	switch wt.Reason {

@@ -278,7 +278,9 @@ func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container 
 	done := make(chan error, 1)
 	go func() {
 		done <- deps.Executor.Stream(execCtx, pod, container, HelperArgs(cfg), stdinR, stdout, stderr)
-		_ = stdinR.Close()
+		// End the heartbeat with EOF: client-go's stdin copier may still be
+		// reading, and a closed reader makes it log an error.
+		closeStdin()
 	}()
 	go heartbeat(execCtx, stdinW, cfg.HeartbeatEvery)
 

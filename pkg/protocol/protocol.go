@@ -124,3 +124,26 @@ func truncate(b []byte, n int) string {
 	}
 	return string(b)
 }
+
+// TypeAction is the type of the lines `netdiag-helper fix` writes, one per
+// change it made (or refused to make).
+const TypeAction = "action"
+
+// Action results.
+const (
+	ActionDone    = "done"
+	ActionSkipped = "skipped"
+	ActionRefused = "refused"
+	ActionFailed  = "failed"
+)
+
+// Action is one change `netdiag-helper fix` made to the node, or refused or
+// failed to make.
+type Action struct {
+	Type    string         `json:"type"`
+	Action  string         `json:"action"`
+	Target  string         `json:"target"`
+	Result  string         `json:"result"`
+	Message string         `json:"message"`
+	Data    map[string]any `json:"data,omitempty"`
+}
