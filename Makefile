@@ -53,6 +53,12 @@ integration:
 e2e: build cluster-up load-image
 	$(GO) test -tags e2e -count=1 -v -timeout 30m ./e2e/
 
+# Benchmarks, each against its reference measured in the same run (ratios,
+# not timings: these machines are shared and noisy).
+bench:
+	hack/test-helper.sh -run '^$$' -bench . -benchtime 3x
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/checks/
+
 demo: build cluster-up load-image
 	e2e/demo.sh
 

@@ -48,7 +48,7 @@ type vethPair struct {
 	a, b         netns.NsHandle
 }
 
-func helperBinary(t *testing.T) string {
+func helperBinary(t testing.TB) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces and packet sockets")
@@ -60,7 +60,7 @@ func helperBinary(t *testing.T) string {
 	return bin
 }
 
-func newVethPair(t *testing.T) *vethPair {
+func newVethPair(t testing.TB) *vethPair {
 	t.Helper()
 	sfx := make([]byte, 3)
 	rand.Read(sfx)
@@ -173,7 +173,7 @@ func newVethPair(t *testing.T) *vethPair {
 }
 
 // in runs fn on a locked OS thread inside ns; sockets made by fn stay there.
-func in(t *testing.T, ns netns.NsHandle, fn func()) {
+func in(t testing.TB, ns netns.NsHandle, fn func()) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -197,7 +197,7 @@ func in(t *testing.T, ns netns.NsHandle, fn func()) {
 	<-done
 }
 
-func (p *vethPair) udpFromA(t *testing.T, port int) *net.UDPConn {
+func (p *vethPair) udpFromA(t testing.TB, port int) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	var err error
@@ -211,14 +211,14 @@ func (p *vethPair) udpFromA(t *testing.T, port int) *net.UDPConn {
 	return c
 }
 
-func send(t *testing.T, c *net.UDPConn, payload string) {
+func send(t testing.TB, c *net.UDPConn, payload string) {
 	t.Helper()
 	if _, err := c.Write([]byte(payload)); err != nil {
 		t.Fatalf("send %q: %v", payload, err)
 	}
 }
 
-func (p *vethPair) pingFromA(t *testing.T, n int) {
+func (p *vethPair) pingFromA(t testing.TB, n int) {
 	t.Helper()
 	var c *icmp.PacketConn
 	var err error
@@ -247,7 +247,14 @@ type helperRun struct {
 	done   chan struct{}
 }
 
-func startHelper(t *testing.T, args ...string) *helperRun {
+func startHelper(t testing.TB, args ...string) *helperRun {
+	t.Helper()
+	return startHelperTo(t, nil, args...)
+}
+
+// startHelperTo starts a capture whose stdout goes to out (a file, so the
+// helper writes to it directly), or into h.stdout when out is nil.
+func startHelperTo(t testing.TB, out *os.File, args ...string) *helperRun {
 	t.Helper()
 	h := &helperRun{lines: make(chan string, 100), done: make(chan struct{})}
 	h.cmd = exec.Command(helperBinary(t), append([]string{"capture"}, args...)...)
@@ -256,6 +263,9 @@ func startHelper(t *testing.T, args ...string) *helperRun {
 		t.Fatal(err)
 	}
 	h.cmd.Stdout = &h.stdout
+	if out != nil {
+		h.cmd.Stdout = out
+	}
 	errPipe, err := h.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +290,7 @@ func startHelper(t *testing.T, args ...string) *helperRun {
 	return h
 }
 
-func (h *helperRun) waitReady(t *testing.T) {
+func (h *helperRun) waitReady(t testing.TB) {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
@@ -305,7 +315,7 @@ func (h *helperRun) stderrLines() []string {
 }
 
 // wait waits for the helper to exit and returns its stats line.
-func (h *helperRun) wait(t *testing.T, within time.Duration) (protocol.Stats, error) {
+func (h *helperRun) wait(t testing.TB, within time.Duration) (protocol.Stats, error) {
 	t.Helper()
 	exited := make(chan error, 1)
 	go func() { <-h.done; exited <- h.cmd.Wait() }()
@@ -337,7 +347,7 @@ type udpPacket struct {
 }
 
 // readUDP reads a pcap or pcapng file and returns its packets as UDP.
-func readUDP(t *testing.T, b []byte, ng bool) []udpPacket {
+func readUDP(t testing.TB, b []byte, ng bool) []udpPacket {
 	t.Helper()
 	var src gopacket.PacketDataSource
 	if ng {
