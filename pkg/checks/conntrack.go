@@ -1,12 +1,14 @@
 package checks
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -121,16 +123,21 @@ func checkConntrack(e *env, emit func(protocol.Finding)) error {
 	}
 
 	if cfg.Top > 0 {
-		dump := cfg.dumpConntrack
-		if dump == nil {
-			dump = e.dumpConntrack
+		scope := e.podScope()
+		var counts map[netip.Addr]uint32
+		var err error
+		if cfg.dumpConntrack != nil {
+			var flows []flowAddrs
+			if flows, err = cfg.dumpConntrack(); err == nil {
+				counts = countFlows(flows, scope)
+			}
+		} else {
+			counts, err = e.countConntrack(scope)
 		}
-		flows, err := dump()
 		if err != nil {
 			data["topIPsError"] = err.Error()
 		} else {
-			scope := e.podScope()
-			data["topIPs"] = topIPs(flows, scope, cfg.Top, cfg.Pods)
+			data["topIPs"] = topIPs(counts, cfg.Top, cfg.Pods)
 			if scope == nil {
 				data["topIPsScope"] = "all"
 			} else {
@@ -194,31 +201,49 @@ type ipCount struct {
 	Pod     string `json:"pod,omitempty"`
 }
 
-// topIPs counts, per address in scope (all addresses when scope is nil), the
-// conntrack entries it appears in (once per entry), and returns the n
-// largest, largest first, ties by address.
-func topIPs(flows []flowAddrs, scope func(netip.Addr) bool, n int, pods []PodInfo) []ipCount {
-	counts := map[netip.Addr]int{}
+// countFlows counts, per address in scope (all addresses when scope is
+// nil), the entries it appears in (once per entry).
+func countFlows(flows []flowAddrs, scope func(netip.Addr) bool) map[netip.Addr]uint32 {
+	c := newIPCounter(scope)
 	for _, f := range flows {
-		seen := make(map[netip.Addr]bool, len(f))
-		for _, a := range f {
-			a = a.Unmap()
-			if !a.IsValid() || seen[a] || (scope != nil && !scope(a)) {
-				continue
-			}
-			seen[a] = true
-			counts[a]++
-		}
+		c.addEntry(f)
 	}
-	out := make([]ipCount, 0, len(counts))
+	return c.counts
+}
+
+// topIPs returns the n addresses with the most entries, most first, ties
+// by address (as text, the way the list shows them).
+func topIPs(counts map[netip.Addr]uint32, n int, pods []PodInfo) []ipCount {
+	if n <= 0 {
+		return []ipCount{}
+	}
+	type addrCount struct {
+		a netip.Addr
+		n uint32
+	}
+	all := make([]addrCount, 0, len(counts))
+	for a, c := range counts {
+		all = append(all, addrCount{a, c})
+	}
+	// Cut by count first, so that only the addresses that can make the
+	// list (those tied with the last place included) become text.
+	slices.SortFunc(all, func(x, y addrCount) int { return cmp.Compare(y.n, x.n) })
+	if len(all) > n {
+		end := n
+		for end < len(all) && all[end].n == all[n-1].n {
+			end++
+		}
+		all = all[:end]
+	}
 	names := map[netip.Addr]string{}
 	for _, p := range pods {
 		if a, ok := netip.AddrFromSlice(p.IP); ok {
 			names[a.Unmap()] = p.Label()
 		}
 	}
-	for a, c := range counts {
-		out = append(out, ipCount{IP: a.String(), Entries: c, Pod: names[a]})
+	out := make([]ipCount, 0, len(all))
+	for _, c := range all {
+		out = append(out, ipCount{IP: c.a.String(), Entries: int(c.n), Pod: names[c.a]})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Entries != out[j].Entries {

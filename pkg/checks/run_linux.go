@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	mdnetlink "github.com/mdlayher/netlink"
-	"github.com/ti-mo/conntrack"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -851,25 +849,4 @@ func checkMTU(e *env, emit func(protocol.Finding)) error {
 		emit(skipped(CheckMTU, "needs --pod-uid (or --pods-json/--pod entries with UIDs) to read the pod's eth0"))
 	}
 	return nil
-}
-
-// dumpConntrack lists the addresses of every conntrack entry.
-func (e *env) dumpConntrack() ([]flowAddrs, error) {
-	c, err := conntrack.Dial(&mdnetlink.Config{NetNS: int(e.net.hostNS)})
-	if err != nil {
-		return nil, fmt.Errorf("conntrack netlink: %w", err)
-	}
-	defer c.Close()
-	flows, err := c.Dump(nil)
-	if err != nil {
-		return nil, fmt.Errorf("conntrack dump: %w", err)
-	}
-	out := make([]flowAddrs, 0, len(flows))
-	for _, f := range flows {
-		out = append(out, flowAddrs{
-			f.TupleOrig.IP.SourceAddress, f.TupleOrig.IP.DestinationAddress,
-			f.TupleReply.IP.SourceAddress, f.TupleReply.IP.DestinationAddress,
-		})
-	}
-	return out, nil
 }

@@ -20,8 +20,6 @@ func Run(ctx context.Context, cfg Config, emit func(protocol.Finding)) error {
 	return errOnlyLinux
 }
 
-func (e *env) dumpConntrack() ([]flowAddrs, error) { return nil, errOnlyLinux }
-
 func (e *env) bridgeSubnets() []*net.IPNet { return nil }
 
 func readKmsg(path string) ([]kmsgRecord, error) {
