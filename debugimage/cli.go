@@ -33,6 +33,7 @@ commands:
   idle       sleep until --timeout without activity, or SIGTERM (container entrypoint)
   capture    capture packets: pcap/pcapng on stdout, JSON lines on stderr
   check      diagnose the node or a pod: JSON lines of findings on stdout
+  fix        change the node (bridge up, conntrack max, end stale processes): JSON lines of actions
 
 run "netdiag-helper <command> --help" for the flags of a command
 `
@@ -70,6 +71,8 @@ func run(args []string, s streams) int {
 		// check speaks its own JSON lines (hello, findings, done) and
 		// chooses its exit code.
 		return checks.Main(args[1:], s.in, s.out, s.err)
+	case "fix":
+		return checks.FixMain(args[1:], s.in, s.out, s.err)
 	case "-h", "--help", "help":
 		fmt.Fprint(s.out, usage)
 		return exitOK

@@ -38,6 +38,11 @@ packages to install on nodes.`,
 
 	cmd.AddCommand(NewCmdVersion(streams))
 	cmd.AddCommand(NewCmdCapture(configFlags, streams))
+	cmd.AddCommand(NewCmdNode(configFlags, streams))
+	cmd.AddCommand(NewCmdPod(configFlags, streams))
+	cmd.AddCommand(NewCmdVeth(configFlags, streams))
+	cmd.AddCommand(NewCmdConntrack(configFlags, streams))
+	cmd.AddCommand(NewCmdStale(configFlags, streams))
 	return cmd
 }
 

@@ -1,0 +1,486 @@
+package cmd
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/nodecheck"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/report"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/target"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/version"
+)
+
+// knownChecks are the helper's checks (pkg/checks.AllChecks; the plugin
+// does not import the helper's engine).
+var knownChecks = []string{"bridge", "veth", "arp", "mtu", "conntrack", "stale"}
+
+// ConntrackPersistDir is where --fix persists nf_conntrack_max on the node.
+const ConntrackPersistDir = "/etc/sysctl.d"
+
+// CheckOptions are the flags and clients every check command shares.
+type CheckOptions struct {
+	configFlags *genericclioptions.ConfigFlags
+	genericiooptions.IOStreams
+
+	Output          string
+	Image           string
+	PullPolicy      string
+	Timeout         time.Duration
+	RuntimeEndpoint string
+	MaxConcurrency  int
+	Yes             bool
+	DryRun          bool
+
+	// Set by Complete (tests preset them).
+	Namespace  string
+	Client     kubernetes.Interface
+	Executor   kube.Executor
+	NameSuffix func() string
+	// IsTerminal says whether a stream (o.In, o.Out, o.ErrOut) is a
+	// terminal.
+	IsTerminal func(stream any) bool
+	// SkipPreflight skips the access and Pod Security checks (tests).
+	SkipPreflight bool
+	// LookupRuntimeEndpoint asks a node's kubelet for its CRI socket
+	// when --runtime-endpoint is not given; nil in tests.
+	LookupRuntimeEndpoint func(ctx context.Context, node string) string
+
+	prompt *prompter
+}
+
+// prompter serialises confirmation prompts of nodes worked on
+// concurrently.
+type prompter struct {
+	mu sync.Mutex
+	in *bufio.Reader
+}
+
+func newCheckOptions(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) CheckOptions {
+	return CheckOptions{
+		configFlags:    configFlags,
+		IOStreams:      streams,
+		Output:         "table",
+		Image:          version.HelperImage(),
+		PullPolicy:     string(corev1.PullIfNotPresent),
+		Timeout:        time.Minute,
+		MaxConcurrency: nodecheck.DefaultMaxConcurrency,
+		prompt:         &prompter{},
+	}
+}
+
+func (o *CheckOptions) addFlags(cmd *cobra.Command, changes string) {
+	f := cmd.Flags()
+	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
+	f.StringVar(&o.Image, "image", o.Image, "helper image of the node-debug pod")
+	f.StringVar(&o.PullPolicy, "image-pull-policy", o.PullPolicy, "pull policy of the helper image: Always, IfNotPresent or Never")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for each node-debug pod to start")
+	f.StringVar(&o.RuntimeEndpoint, "runtime-endpoint", o.RuntimeEndpoint, "the node's CRI socket, e.g. unix:///run/containerd/containerd.sock (default: asked of the kubelet, else the runtime's default sockets)")
+	if changes != "" {
+		f.BoolVarP(&o.Yes, "yes", "y", o.Yes, "do not ask before "+changes)
+		f.BoolVar(&o.DryRun, "dry-run", o.DryRun, "print what "+changes+" would run, and change nothing")
+	}
+}
+
+// complete finds the namespace and the clients.
+func (o *CheckOptions) complete() error {
+	if o.Namespace == "" {
+		ns, _, err := o.configFlags.ToRawKubeConfigLoader().Namespace()
+		if err != nil {
+			return fmt.Errorf("finding the namespace: %w", err)
+		}
+		o.Namespace = ns
+	}
+	if o.IsTerminal == nil {
+		o.IsTerminal = streamIsTerminal
+	}
+	if o.NameSuffix == nil {
+		o.NameSuffix = kube.RandomSuffix
+	}
+	if o.Client == nil || o.Executor == nil {
+		config, err := o.configFlags.ToRESTConfig()
+		if err != nil {
+			return err
+		}
+		client, err := kubernetes.NewForConfig(config)
+		if err != nil {
+			return err
+		}
+		if o.Client == nil {
+			o.Client = client
+			o.LookupRuntimeEndpoint = func(ctx context.Context, node string) string {
+				return nodecheck.KubeletRuntimeEndpoint(ctx, client, node)
+			}
+		}
+		if o.Executor == nil {
+			o.Executor = &kube.RemoteExecutor{Config: config, Client: client}
+		}
+	}
+	return nil
+}
+
+// validate checks the shared flags; flag is the name of the flag that
+// changes nodes ("--fix", "--kill"), "" when none was given.
+func (o *CheckOptions) validate(flag string) error {
+	if err := report.ValidFormat(o.Output); err != nil {
+		return err
+	}
+	switch corev1.PullPolicy(o.PullPolicy) {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		return fmt.Errorf("--image-pull-policy must be Always, IfNotPresent or Never, got %q", o.PullPolicy)
+	}
+	if strings.TrimSpace(o.Image) == "" {
+		return fmt.Errorf("--image must not be empty")
+	}
+	if o.Timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive, got %s", o.Timeout)
+	}
+	if o.MaxConcurrency < 1 {
+		return fmt.Errorf("--max-concurrency must be at least 1, got %d", o.MaxConcurrency)
+	}
+	if flag == "" {
+		if o.Yes {
+			return fmt.Errorf("--yes only goes with a flag that changes the node (--fix, --kill)")
+		}
+		if o.DryRun {
+			return fmt.Errorf("--dry-run only goes with a flag that changes the node (--fix, --kill)")
+		}
+		return nil
+	}
+	if o.Yes || o.DryRun {
+		return nil
+	}
+	if o.IsTerminal == nil || !o.IsTerminal(o.In) {
+		return fmt.Errorf("%s needs --yes or an interactive terminal", flag)
+	}
+	return nil
+}
+
+// confirm asks on the terminal; --yes answers yes. Prompts of nodes
+// checked concurrently come one at a time.
+func (o *CheckOptions) confirm(question string) (bool, error) {
+	if o.Yes {
+		return true, nil
+	}
+	if o.prompt == nil {
+		o.prompt = &prompter{}
+	}
+	o.prompt.mu.Lock()
+	defer o.prompt.mu.Unlock()
+	if o.prompt.in == nil {
+		o.prompt.in = bufio.NewReader(o.In)
+	}
+	fmt.Fprintf(o.ErrOut, "%s [y/N] ", question)
+	line, err := o.prompt.in.ReadString('\n')
+	if err != nil && line == "" {
+		return false, fmt.Errorf("no answer to the confirmation: %w", err)
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
+}
+
+// run checks the nodes and renders the results; the error carries the
+// exit code (report.Outcome).
+func (o *CheckOptions) run(ctx context.Context, nodes []string, cfg nodecheck.Config) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// After the first Ctrl-C (pods are being deleted), a second one
+		// ends the plugin at once.
+		<-ctx.Done()
+		stop()
+	}()
+	if !o.SkipPreflight {
+		if err := kube.PreflightNodePods(ctx, o.Client, o.Namespace); err != nil {
+			return err
+		}
+	}
+	cfg.Namespace = o.Namespace
+	cfg.Image = o.Image
+	cfg.PullPolicy = corev1.PullPolicy(o.PullPolicy)
+	cfg.StartTimeout = o.Timeout
+	cfg.MaxConcurrency = o.MaxConcurrency
+	cfg.RuntimeEndpoint = o.RuntimeEndpoint
+	cfg.LookupRuntimeEndpoint = o.LookupRuntimeEndpoint
+	deps := kube.NodeDeps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, StartTimeout: o.Timeout}
+	results := nodecheck.Run(ctx, deps, cfg, nodes)
+	if err := report.Render(o.Out, o.Output, results, report.UseColor(o.IsTerminal != nil && o.IsTerminal(o.Out))); err != nil {
+		return err
+	}
+	return report.Outcome(results)
+}
+
+// fixStep is one change a fix makes: what to tell the user and the helper's
+// arguments after `fix`.
+type fixStep struct {
+	What string
+	Args []string
+}
+
+// fixer runs planned steps on a node: dry-run prints them, otherwise the
+// user confirms and `netdiag-helper fix` runs them.
+func (o *CheckOptions) fixer(plan func(rep *kube.HelperReport) []fixStep) func(ctx context.Context, node string, s nodecheck.Session, rep *kube.HelperReport, checkArgs []string, stdin []byte) ([]protocol.Action, bool, error) {
+	return func(ctx context.Context, node string, s nodecheck.Session, rep *kube.HelperReport, checkArgs []string, stdin []byte) ([]protocol.Action, bool, error) {
+		steps := plan(rep)
+		if len(steps) == 0 {
+			return nil, false, nil
+		}
+		args := []string{"fix"}
+		var what []string
+		for _, st := range steps {
+			args = append(args, st.Args...)
+			what = append(what, st.What)
+		}
+		args = append(args, checkArgs...)
+		if o.DryRun {
+			fmt.Fprintf(o.ErrOut, "dry run: on node %s, would %s:\n  %s %s\n", node, strings.Join(what, "; "), kube.HelperPath, strings.Join(args, " "))
+			return nil, false, nil
+		}
+		ok, err := o.confirm(fmt.Sprintf("On node %s: %s?", node, strings.Join(what, "; ")))
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
+			fmt.Fprintf(o.ErrOut, "node %s left unchanged\n", node)
+			return []protocol.Action{{Type: protocol.TypeAction, Action: "confirm", Target: node, Result: protocol.ActionSkipped, Message: "declined: nothing changed"}}, false, nil
+		}
+		frep, err := s.Exec(ctx, args, stdin)
+		var actions []protocol.Action
+		if frep != nil {
+			actions = frep.Actions
+		}
+		if err != nil {
+			return actions, false, fmt.Errorf("fixing: %w", err)
+		}
+		var bad []string
+		for _, a := range actions {
+			if a.Result == protocol.ActionFailed || a.Result == protocol.ActionRefused {
+				bad = append(bad, fmt.Sprintf("%s %s %s: %s", a.Action, a.Target, a.Result, a.Message))
+			}
+		}
+		if len(bad) > 0 {
+			return actions, true, fmt.Errorf("%s", strings.Join(bad, "; "))
+		}
+		return actions, true, nil
+	}
+}
+
+// planNodeFixes: a down bridge comes up; nf_conntrack_max is raised to the
+// recommended value when the table is warn/fail and below it.
+func planNodeFixes(rep *kube.HelperReport, bridge, conntrack bool) []fixStep {
+	var steps []fixStep
+	for _, f := range rep.Findings {
+		switch {
+		case bridge && f.Check == "bridge" && f.Severity == protocol.SeverityFail && f.Data["adminUp"] == false:
+			name, _ := f.Data["bridge"].(string)
+			if name != "" {
+				steps = append(steps, fixStep{What: "bring bridge " + name + " up", Args: []string{"--bridge-up", name}})
+			}
+		case conntrack && f.Check == "conntrack" && (f.Severity == protocol.SeverityFail || f.Severity == protocol.SeverityWarn):
+			rec, ok1 := number(f.Data["recommendedMax"])
+			cur, ok2 := number(f.Data["max"])
+			if ok1 && ok2 && rec > cur {
+				n := strconv.FormatUint(rec, 10)
+				steps = append(steps, fixStep{
+					What: fmt.Sprintf("raise net.netfilter.nf_conntrack_max from %d to %d (now, and in %s/90-netdiag-conntrack.conf)", cur, rec, ConntrackPersistDir),
+					Args: []string{"--conntrack-max", n, "--persist-dir", ConntrackPersistDir},
+				})
+			}
+		}
+	}
+	return steps
+}
+
+// planKills: the stale processes the check found.
+func planKills(rep *kube.HelperReport) []fixStep {
+	var pids []string
+	for _, f := range rep.Findings {
+		if f.Check != "stale" || (f.Severity != protocol.SeverityFail && f.Severity != protocol.SeverityWarn) {
+			continue
+		}
+		if pid, ok := number(f.Data["pid"]); ok && pid > 0 {
+			pids = append(pids, strconv.FormatUint(pid, 10))
+		}
+	}
+	if len(pids) == 0 {
+		return nil
+	}
+	return []fixStep{{
+		What: fmt.Sprintf("end stale %s %s (SIGTERM, then SIGKILL)", pluralWord(len(pids), "process", "processes"), strings.Join(pids, ", ")),
+		Args: []string{"--kill", strings.Join(pids, ",")},
+	}}
+}
+
+func pluralWord(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func number(v any) (uint64, bool) {
+	switch n := v.(type) {
+	case float64:
+		if n < 0 {
+			return 0, false
+		}
+		return uint64(n), true
+	case int:
+		return uint64(n), n >= 0
+	case uint64:
+		return n, true
+	}
+	return 0, false
+}
+
+func validChecks(list []string) ([]string, error) {
+	var out []string
+	for _, c := range list {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			continue
+		}
+		ok := false
+		for _, k := range knownChecks {
+			ok = ok || k == c
+		}
+		if !ok {
+			return nil, fmt.Errorf("--checks: unknown check %q (known: %s)", c, strings.Join(knownChecks, ","))
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// nodeNames resolves NODE arguments, --all or -l into node names.
+func nodeNames(ctx context.Context, client kubernetes.Interface, args []string, all bool, selector string) ([]string, error) {
+	if len(args) > 0 {
+		seen := map[string]bool{}
+		var out []string
+		for _, a := range args {
+			t, err := target.ParseNode(a)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := client.CoreV1().Nodes().Get(ctx, t.Name, metav1.GetOptions{}); err != nil {
+				if apierrors.IsNotFound(err) {
+					return nil, fmt.Errorf("node %q not found (list them with: kubectl get nodes)", t.Name)
+				}
+				return nil, fmt.Errorf("reading node %s: %w", t.Name, err)
+			}
+			if !seen[t.Name] {
+				seen[t.Name] = true
+				out = append(out, t.Name)
+			}
+		}
+		return out, nil
+	}
+	l, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	var out []string
+	for _, n := range l.Items {
+		out = append(out, n.Name)
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		if selector != "" {
+			return nil, fmt.Errorf("no node matches -l %s", selector)
+		}
+		return nil, fmt.Errorf("the cluster has no nodes")
+	}
+	return out, nil
+}
+
+// podScope is a pod-scoped run: the pod, its node and the helper arguments
+// that name it.
+type podScope struct {
+	Pod  *corev1.Pod
+	Node string
+	Args []string
+}
+
+// resolvePod reads the pod and builds the arguments that scope the checks
+// to it; port 0 leaves --port out.
+func resolvePod(ctx context.Context, client kubernetes.Interface, namespace, name string, port int) (*podScope, error) {
+	pod, err := client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("pod %q not found in namespace %q", name, namespace)
+		}
+		return nil, fmt.Errorf("reading pod %s/%s: %w", namespace, name, err)
+	}
+	if pod.Spec.NodeName == "" {
+		return nil, fmt.Errorf("pod %s/%s is not scheduled on a node yet", namespace, name)
+	}
+	if pod.Spec.HostNetwork {
+		return nil, fmt.Errorf("pod %s/%s uses the node's network (hostNetwork): check its node instead: kubectl netdiag node check %s", namespace, name, pod.Spec.NodeName)
+	}
+	pi := nodecheck.PodInfoOf(pod)
+	args := []string{"--pod-uid", string(pod.UID)}
+	if pi.IP != "" {
+		args = append(args, "--pod-ip", pi.IP)
+	}
+	if len(pi.Containers) > 0 {
+		args = append(args, "--known-containers", strings.Join(pi.Containers, ","))
+	}
+	if port > 0 {
+		args = append(args, "--port", strconv.Itoa(port))
+	}
+	return &podScope{Pod: pod, Node: pod.Spec.NodeName, Args: args}, nil
+}
+
+// firstContainerPort is the first port the pod's containers declare, 0 if
+// none.
+func firstContainerPort(pod *corev1.Pod) int {
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.ContainerPort > 0 {
+				return int(p.ContainerPort)
+			}
+		}
+	}
+	return 0
+}
+
+// onlyPod makes the helper look at the one pod.
+func onlyPod(s *podScope) func(string) ([]nodecheck.PodInfo, bool) {
+	return func(string) ([]nodecheck.PodInfo, bool) {
+		return []nodecheck.PodInfo{nodecheck.PodInfoOf(s.Pod)}, true
+	}
+}
+
+func streamIsTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
+	if !ok {
+		return false
+	}
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
+}

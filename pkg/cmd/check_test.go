@@ -1,0 +1,428 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/report"
+)
+
+// Recorded helper output (netdiag-helper check on the local cluster, cut
+// down).
+const (
+	helloLine    = `{"type":"hello","protocol":1,"helper":"v0.1.0"}`
+	bridgeOK     = `{"type":"finding","check":"bridge","severity":"ok","subject":"cbr0","message":"bridge cbr0 is up with [10.244.0.1/24] and 2 ports (2 up)","data":{"adminUp":true,"bridge":"cbr0"}}`
+	bridgeDown   = `{"type":"finding","check":"bridge","severity":"fail","subject":"cbr0","message":"bridge cbr0 is down: pods on it cannot reach the node, each other or the network","remedy":"ip link set cbr0 up (or: kubectl netdiag node check --fix)","data":{"adminUp":false,"bridge":"cbr0","mtu":1400}}`
+	conntrackOK  = `{"type":"finding","check":"conntrack","severity":"ok","subject":"node","message":"conntrack table 0% full (120 of 262144)","data":{"count":120,"max":262144,"recommendedMax":786432}}`
+	conntrackHot = `{"type":"finding","check":"conntrack","severity":"warn","subject":"node","message":"conntrack table 91% full (238901 of 262144)","remedy":"raise net.netfilter.nf_conntrack_max to 786432 (MemTotal/32) or spread the workload","data":{"count":238901,"max":262144,"recommendedMax":786432}}`
+	staleFail    = `{"type":"finding","check":"stale","severity":"fail","subject":"shop/web","message":"stale process 4242 (nc -l -p 8081) of container 0123456789ab holds tcp port 8081; neither the API nor the runtime knows that container","remedy":"end it","data":{"pid":4242,"port":8081,"containerID":"0123456789abcdef"}}`
+	doneLine     = `{"type":"done","findings":2}`
+)
+
+func lines(l ...string) string { return strings.Join(l, "\n") + "\n" }
+
+// call is one exec the fake executor saw.
+type call struct {
+	Pod   kube.Pod
+	Cmd   []string
+	Stdin string
+}
+
+// replayExec answers each exec with the next recorded output.
+type replayExec struct {
+	mu      sync.Mutex
+	calls   []call
+	outputs func(cmd []string, n int) (string, error)
+	delay   time.Duration
+	running atomic.Int32
+	peak    atomic.Int32
+}
+
+func (e *replayExec) Stream(ctx context.Context, pod kube.Pod, container string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	n := e.running.Add(1)
+	defer e.running.Add(-1)
+	for {
+		p := e.peak.Load()
+		if n <= p || e.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	var in []byte
+	if stdin != nil {
+		in, _ = io.ReadAll(stdin)
+	}
+	e.mu.Lock()
+	e.calls = append(e.calls, call{Pod: pod, Cmd: cmd, Stdin: string(in)})
+	idx := len(e.calls) - 1
+	e.mu.Unlock()
+	time.Sleep(e.delay)
+	out, err := e.outputs(cmd, idx)
+	_, _ = io.WriteString(stdout, out)
+	return err
+}
+
+// fakeCluster is a fake API with nodes and pods; created node pods turn
+// Running at once, and every deletion is recorded.
+type fakeCluster struct {
+	client  *fake.Clientset
+	mu      sync.Mutex
+	created []*corev1.Pod
+	deleted []string
+}
+
+func newFakeCluster(nodes ...string) *fakeCluster {
+	var objs []runtime.Object
+	for _, n := range nodes {
+		objs = append(objs, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"pool": "a"}}})
+	}
+	objs = append(objs, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "1111-2222"},
+		Spec:       corev1.PodSpec{NodeName: nodes[0], Containers: []corev1.Container{{Name: "web", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.0.7",
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "web", ContainerID: "containerd://abc"}}},
+	}, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-proxy", Namespace: "kube-system"},
+		Spec:       corev1.PodSpec{NodeName: nodes[0], HostNetwork: true},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "192.168.1.10"},
+	})
+	c := &fakeCluster{client: fake.NewClientset(objs...)}
+	c.client.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
+		pod.Status.Phase = corev1.PodRunning
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "netdiag", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+		c.mu.Lock()
+		c.created = append(c.created, pod.DeepCopy())
+		c.mu.Unlock()
+		return false, nil, nil
+	})
+	c.client.PrependReactor("delete", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		c.mu.Lock()
+		c.deleted = append(c.deleted, a.(k8stesting.DeleteAction).GetName())
+		c.mu.Unlock()
+		return false, nil, nil
+	})
+	return c
+}
+
+func testCheckOptions(c *fakeCluster, ex *replayExec, terminal bool) (CheckOptions, *bytes.Buffer, *bytes.Buffer, *bytes.Buffer) {
+	streams, in, out, errOut := genericiooptions.NewTestIOStreams()
+	o := newCheckOptions(genericclioptions.NewConfigFlags(true), streams)
+	o.Namespace = "ops"
+	o.Client = c.client
+	o.Executor = ex
+	o.SkipPreflight = true
+	o.Image = "img:v1"
+	o.IsTerminal = func(any) bool { return terminal }
+	return o, in, out, errOut
+}
+
+func nodeCheck(c *fakeCluster, ex *replayExec, terminal bool, args []string, mutate func(*NodeCheckOptions)) (error, *NodeCheckOptions, *bytes.Buffer, *bytes.Buffer, *bytes.Buffer) {
+	co, in, out, errOut := testCheckOptions(c, ex, terminal)
+	o := &NodeCheckOptions{CheckOptions: co, Top: 10}
+	if mutate != nil {
+		mutate(o)
+	}
+	if err := o.Complete(args); err != nil {
+		return err, o, in, out, errOut
+	}
+	if err := o.Validate(); err != nil {
+		return err, o, in, out, errOut
+	}
+	return o.Run(context.Background()), o, in, out, errOut
+}
+
+func TestNodeCheckFlow(t *testing.T) {
+	c := newFakeCluster("node-1")
+	ex := &replayExec{outputs: func([]string, int) (string, error) {
+		return lines(helloLine, bridgeDown, conntrackOK, doneLine), nil
+	}}
+	err, _, _, out, _ := nodeCheck(c, ex, false, []string{"node/node-1"}, func(o *NodeCheckOptions) { o.Checks = []string{"bridge", "conntrack"} })
+	if report.ExitCodeOf(err) != 3 {
+		t.Fatalf("exit code %d (%v), want 3", report.ExitCodeOf(err), err)
+	}
+	if err.Error() != "1 check failed on 1 node" {
+		t.Errorf("error %q", err)
+	}
+	if len(c.created) != 1 {
+		t.Fatalf("%d pods created", len(c.created))
+	}
+	p := c.created[0]
+	if p.Namespace != "ops" || p.Spec.NodeName != "node-1" || !p.Spec.HostNetwork || !p.Spec.Containers[0].VolumeMounts[0].ReadOnly {
+		t.Errorf("node pod: ns %s node %s hostNetwork %v", p.Namespace, p.Spec.NodeName, p.Spec.HostNetwork)
+	}
+	if len(c.deleted) != 1 || c.deleted[0] != p.Name {
+		t.Errorf("deleted %v, want [%s]", c.deleted, p.Name)
+	}
+	want := "/netdiag-helper check --checks bridge,conntrack --top 10 --pods-json -"
+	if got := strings.Join(ex.calls[0].Cmd, " "); got != want {
+		t.Errorf("exec:\n got %s\nwant %s", got, want)
+	}
+	var pods []map[string]any
+	if err := json.Unmarshal([]byte(ex.calls[0].Stdin), &pods); err != nil || len(pods) != 1 || pods[0]["name"] != "web" || pods[0]["uid"] != "1111-2222" || pods[0]["ip"] != "10.244.0.7" {
+		t.Errorf("pods on stdin (hostNetwork pods left out): %s (%v)", ex.calls[0].Stdin, err)
+	}
+	if !strings.Contains(out.String(), "bridge     fail      cbr0     bridge cbr0 is down") {
+		t.Errorf("table:\n%s", out)
+	}
+}
+
+func TestNodeCheckExecFailsPodDeleted(t *testing.T) {
+	c := newFakeCluster("node-1")
+	ex := &replayExec{outputs: func([]string, int) (string, error) {
+		return lines(helloLine, bridgeOK), errors.New("stream reset")
+	}}
+	err, _, _, _, _ := nodeCheck(c, ex, false, []string{"node-1"}, nil)
+	if report.ExitCodeOf(err) != 1 || !strings.Contains(err.Error(), "running the helper: stream reset") {
+		t.Fatalf("err %v (exit %d)", err, report.ExitCodeOf(err))
+	}
+	if len(c.created) != 1 || len(c.deleted) != 1 {
+		t.Errorf("created %d, deleted %v", len(c.created), c.deleted)
+	}
+}
+
+func TestNodeCheckCutShort(t *testing.T) {
+	c := newFakeCluster("node-1")
+	ex := &replayExec{outputs: func([]string, int) (string, error) { return lines(helloLine, bridgeOK), nil }}
+	err, _, _, _, _ := nodeCheck(c, ex, false, []string{"node-1"}, nil)
+	if report.ExitCodeOf(err) != 1 || err.Error() != "node-1: the helper's report was cut short (no done line)" {
+		t.Fatalf("err %v", err)
+	}
+	if len(c.deleted) != 1 {
+		t.Errorf("deleted %v", c.deleted)
+	}
+}
+
+func TestNodeCheckOKExitZero(t *testing.T) {
+	c := newFakeCluster("node-1")
+	ex := &replayExec{outputs: func([]string, int) (string, error) { return lines(helloLine, bridgeOK, conntrackOK, doneLine), nil }}
+	err, _, _, _, _ := nodeCheck(c, ex, false, []string{"node-1"}, nil)
+	if err != nil {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestNodeCheckConcurrencyBound(t *testing.T) {
+	nodes := []string{"n1", "n2", "n3", "n4", "n5", "n6", "n7"}
+	c := newFakeCluster(nodes...)
+	ex := &replayExec{delay: 50 * time.Millisecond, outputs: func([]string, int) (string, error) { return lines(helloLine, bridgeOK, doneLine), nil }}
+	err, _, _, out, _ := nodeCheck(c, ex, false, nil, func(o *NodeCheckOptions) { o.All = true; o.MaxConcurrency = 3 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := ex.peak.Load(); p != 3 {
+		t.Errorf("peak concurrency %d, want 3", p)
+	}
+	if len(c.created) != 7 || len(c.deleted) != 7 {
+		t.Errorf("created %d deleted %d", len(c.created), len(c.deleted))
+	}
+	// Results come in node order whatever finished first.
+	if strings.Index(out.String(), "NODE n1") > strings.Index(out.String(), "NODE n7") {
+		t.Errorf("nodes out of order:\n%s", out)
+	}
+}
+
+func TestFixConfirmation(t *testing.T) {
+	tests := []struct {
+		name     string
+		terminal bool
+		yes, dry bool
+		answer   string
+		want     string
+		fixRuns  bool
+	}{
+		{"no terminal, no --yes", false, false, false, "", "--fix needs --yes or an interactive terminal", false},
+		{"--yes", false, true, false, "", "", true},
+		{"terminal, yes", true, false, false, "y\n", "", true},
+		{"terminal, no", true, false, false, "n\n", "", false},
+		{"--dry-run", false, false, true, "", "1 check failed on 1 node", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newFakeCluster("node-1")
+			fixed := false
+			ex := &replayExec{outputs: func(cmd []string, n int) (string, error) {
+				if cmd[1] == "fix" {
+					fixed = true
+					return lines(helloLine, `{"type":"action","action":"bridge-up","target":"cbr0","result":"done","message":"bridge cbr0 brought up"}`, `{"type":"done","findings":1}`), nil
+				}
+				if fixed {
+					return lines(helloLine, bridgeOK, doneLine), nil
+				}
+				return lines(helloLine, bridgeDown, doneLine), nil
+			}}
+			err, o, in, _, errOut := nodeCheck(c, ex, tt.terminal, []string{"node-1"}, func(o *NodeCheckOptions) {
+				o.Fix, o.Yes, o.DryRun = true, tt.yes, tt.dry
+				o.In = strings.NewReader(tt.answer)
+			})
+			_ = in
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if tt.name == "terminal, no" {
+				tt.want = "1 check failed on 1 node"
+			}
+			if got != tt.want {
+				t.Errorf("err %q, want %q", got, tt.want)
+			}
+			if fixed != tt.fixRuns {
+				t.Errorf("fix ran: %v, want %v", fixed, tt.fixRuns)
+			}
+			if tt.want == "--fix needs --yes or an interactive terminal" && len(c.created) != 0 {
+				t.Errorf("a pod was created before refusing")
+			}
+			if tt.dry {
+				if !strings.Contains(errOut.String(), "dry run: on node node-1, would bring bridge cbr0 up:\n  /netdiag-helper fix --bridge-up cbr0 ") {
+					t.Errorf("dry run output: %q", errOut)
+				}
+				if len(c.created) != 1 || !c.created[0].Spec.Containers[0].VolumeMounts[0].ReadOnly {
+					t.Errorf("dry run must use a read-only host mount")
+				}
+			}
+			if tt.fixRuns {
+				if c.created[0].Spec.Containers[0].VolumeMounts[0].ReadOnly {
+					t.Errorf("--fix needs a writable host mount")
+				}
+				var fixCmd []string
+				for _, cl := range ex.calls {
+					if cl.Cmd[1] == "fix" {
+						fixCmd = cl.Cmd
+					}
+				}
+				if got := strings.Join(fixCmd, " "); !strings.HasPrefix(got, "/netdiag-helper fix --bridge-up cbr0 --top 10 --pods-json -") {
+					t.Errorf("fix exec: %s", got)
+				}
+			}
+			if tt.terminal && !strings.Contains(errOut.String(), "On node node-1: bring bridge cbr0 up? [y/N] ") {
+				t.Errorf("prompt: %q", errOut)
+			}
+			_ = o
+		})
+	}
+}
+
+func TestPlanNodeFixes(t *testing.T) {
+	rep, err := kube.ParseHelperReport([]byte(lines(helloLine, bridgeDown, conntrackHot, doneLine)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := planNodeFixes(rep, true, true)
+	if len(steps) != 2 || strings.Join(steps[1].Args, " ") != "--conntrack-max 786432 --persist-dir /etc/sysctl.d" || strings.Join(steps[0].Args, " ") != "--bridge-up cbr0" {
+		t.Errorf("steps %+v", steps)
+	}
+	rep, _ = kube.ParseHelperReport([]byte(lines(helloLine, staleFail, doneLine)))
+	if k := planKills(rep); len(k) != 1 || strings.Join(k[0].Args, " ") != "--kill 4242" {
+		t.Errorf("kills %+v", k)
+	}
+}
+
+func TestStaleKillFlow(t *testing.T) {
+	c := newFakeCluster("node-1")
+	ex := &replayExec{outputs: func(cmd []string, n int) (string, error) {
+		if cmd[1] == "fix" {
+			return lines(helloLine, `{"type":"action","action":"kill","target":"4242","result":"done","message":"ended","data":{"pid":4242,"signal":"SIGTERM"}}`, `{"type":"done","findings":1}`), nil
+		}
+		if n == 0 {
+			return lines(helloLine, staleFail, doneLine), nil
+		}
+		return lines(helloLine, `{"type":"finding","check":"stale","severity":"ok","subject":"shop/web","message":"no stale processes"}`, doneLine), nil
+	}}
+	co, _, out, _ := testCheckOptions(c, ex, false)
+	co.Yes = true
+	co.Namespace = "shop"
+	o := &PodCheckOptions{CheckOptions: co, Command: "stale", FixedChecks: []string{"stale"}, Kill: true, Port: 8081}
+	if err := o.Complete([]string{"pod/web"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	o.Output = "json"
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if c.created[0].Namespace != "shop" {
+		t.Errorf("node pod in %s", c.created[0].Namespace)
+	}
+	check := strings.Join(ex.calls[0].Cmd, " ")
+	if check != "/netdiag-helper check --checks stale --pod-uid 1111-2222 --pod-ip 10.244.0.7 --known-containers containerd://abc --port 8081 --pods-json -" {
+		t.Errorf("check exec: %s", check)
+	}
+	if fix := strings.Join(ex.calls[1].Cmd, " "); !strings.HasPrefix(fix, "/netdiag-helper fix --kill 4242 --checks stale --pod-uid 1111-2222") {
+		t.Errorf("fix exec: %s", fix)
+	}
+	var r report.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || len(r.Actions) != 1 || r.Actions[0].Node != "node-1" || r.Actions[0].Result != "done" {
+		t.Errorf("json: %s (%v)", out, err)
+	}
+}
+
+func TestPodCheckDefaultPort(t *testing.T) {
+	c := newFakeCluster("node-1")
+	ex := &replayExec{outputs: func([]string, int) (string, error) { return lines(helloLine, bridgeOK, doneLine), nil }}
+	co, _, _, _ := testCheckOptions(c, ex, false)
+	co.Namespace = "shop"
+	o := &PodCheckOptions{CheckOptions: co, Command: "pod check"}
+	if err := o.Complete([]string{"web"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(ex.calls[0].Cmd, " "); !strings.Contains(got, "--port 8080") || strings.Contains(got, "--checks") {
+		t.Errorf("exec: %s", got)
+	}
+}
+
+func TestCheckValidate(t *testing.T) {
+	c := newFakeCluster("node-1")
+	for _, tt := range []struct {
+		args   []string
+		mutate func(o *NodeCheckOptions)
+		want   string
+	}{
+		{nil, nil, "name nodes, or use --all or -l SELECTOR (exactly one of them), e.g. kubectl netdiag node check NODE"},
+		{[]string{"n"}, func(o *NodeCheckOptions) { o.All = true }, "name nodes, or use --all or -l SELECTOR (exactly one of them), e.g. kubectl netdiag node check NODE"},
+		{[]string{"n"}, func(o *NodeCheckOptions) { o.Checks = []string{"dns"} }, `--checks: unknown check "dns" (known: bridge,veth,arp,mtu,conntrack,stale)`},
+		{[]string{"n"}, func(o *NodeCheckOptions) { o.Output = "xml" }, `-o must be one of table, json, yaml, got "xml"`},
+		{[]string{"n"}, func(o *NodeCheckOptions) { o.MaxConcurrency = 0 }, "--max-concurrency must be at least 1, got 0"},
+		{[]string{"n"}, func(o *NodeCheckOptions) { o.Yes = true }, "--yes only goes with a flag that changes the node (--fix, --kill)"},
+	} {
+		co, _, _, _ := testCheckOptions(c, &replayExec{}, false)
+		o := &NodeCheckOptions{CheckOptions: co, Top: 10, Args: tt.args}
+		if tt.mutate != nil {
+			tt.mutate(o)
+		}
+		err := o.Validate()
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("Validate(%v):\n got %q\nwant %q", tt.args, got, tt.want)
+		}
+	}
+	// The stale command names --kill.
+	co, _, _, _ := testCheckOptions(c, &replayExec{}, false)
+	o := &PodCheckOptions{CheckOptions: co, Kill: true}
+	if err := o.Validate(); err == nil || err.Error() != "--kill needs --yes or an interactive terminal" {
+		t.Errorf("stale --kill: %v", err)
+	}
+}

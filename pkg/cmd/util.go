@@ -1,0 +1,10 @@
+package cmd
+
+import (
+	"strconv"
+	"strings"
+)
+
+func joinComma(s []string) string { return strings.Join(s, ",") }
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,106 @@
+package kube
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
+)
+
+func TestNewNodePod(t *testing.T) {
+	for _, writable := range []bool{false, true} {
+		got := NewNodePod(NodePodSpec{Node: "node-1", Namespace: "ops", Image: "img:v1", PullPolicy: corev1.PullNever, Writable: writable}, "ab1cd")
+		want := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:      "netdiag-node-node-1-ab1cd",
+				Namespace: "ops",
+				Labels:    map[string]string{"app.kubernetes.io/managed-by": "kubectl-netdiag"},
+			},
+			Spec: corev1.PodSpec{
+				NodeName:                      "node-1",
+				HostNetwork:                   true,
+				HostPID:                       true,
+				RestartPolicy:                 corev1.RestartPolicyNever,
+				ActiveDeadlineSeconds:         ptr.To[int64](600),
+				TerminationGracePeriodSeconds: ptr.To[int64](0),
+				AutomountServiceAccountToken:  ptr.To(false),
+				EnableServiceLinks:            ptr.To(false),
+				Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+				Containers: []corev1.Container{{
+					Name:                     "netdiag",
+					Image:                    "img:v1",
+					ImagePullPolicy:          corev1.PullNever,
+					Command:                  []string{"/netdiag-helper", "idle", "--timeout", "10m"},
+					Env:                      []corev1.EnvVar{{Name: "NETDIAG", Value: "1"}},
+					TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+					SecurityContext:          &corev1.SecurityContext{Privileged: ptr.To(true), RunAsUser: ptr.To[int64](0)},
+					VolumeMounts:             []corev1.VolumeMount{{Name: "host", MountPath: "/host", ReadOnly: !writable}},
+				}},
+				Volumes: []corev1.Volume{{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}},
+			},
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("writable=%v: node pod (-want +got):\n%s", writable, d)
+		}
+	}
+}
+
+func TestNodePodName(t *testing.T) {
+	long := strings.Repeat("a", 60) + ".example.com"
+	got := NodePodName(long, "xyz12")
+	if len(got) > 63 {
+		t.Errorf("NodePodName: %d characters: %s", len(got), got)
+	}
+	if !strings.HasPrefix(got, "netdiag-node-aaaa") || !strings.HasSuffix(got, "-xyz12") {
+		t.Errorf("NodePodName = %q", got)
+	}
+	if got := NodePodName("gke-pool-1.abc", "xyz12"); got != "netdiag-node-gke-pool-1-abc-xyz12" {
+		t.Errorf("NodePodName = %q", got)
+	}
+}
+
+func TestParseHelperReport(t *testing.T) {
+	hello := `{"type":"hello","protocol":1,"helper":"v1"}`
+	finding := `{"type":"finding","check":"bridge","severity":"fail","subject":"cbr0","message":"down","data":{"adminUp":false}}`
+	action := `{"type":"action","action":"bridge-up","target":"cbr0","result":"done","message":"up"}`
+	done := `{"type":"done","findings":1}`
+	tests := []struct {
+		name, in string
+		want     string
+		findings int
+	}{
+		{"complete", hello + "\n" + finding + "\n" + done + "\n", "", 1},
+		{"actions", hello + "\n" + action + "\n" + done + "\n", "", 0},
+		{"no done", hello + "\n" + finding + "\n", "the helper's report was cut short (no done line)", 1},
+		{"empty", "", "the helper's report was cut short: the helper wrote nothing", 0},
+		{"no hello", finding + "\n" + done, `the helper's report was cut short: the first line is "finding", not hello`, 0},
+		{"error line", hello + "\n" + `{"type":"error","message":"boom"}` + "\n", "the helper's report was cut short: boom", 0},
+		{"protocol", `{"type":"hello","protocol":2,"helper":"v9"}` + "\n" + done, "the helper speaks protocol 2, this plugin 1: use a helper image of the same version (--image)", 0},
+		{"not json", hello + "\nnope\n" + done, `helper wrote a line that is not JSON: "nope"`, 0},
+	}
+	for _, tt := range tests {
+		rep, err := ParseHelperReport([]byte(tt.in))
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("%s: error %q, want %q", tt.name, got, tt.want)
+		}
+		if strings.Contains(tt.want, "cut short") && !errors.Is(err, ErrCutShort) {
+			t.Errorf("%s: error is not ErrCutShort", tt.name)
+		}
+		if rep != nil && len(rep.Findings) != tt.findings {
+			t.Errorf("%s: %d findings, want %d", tt.name, len(rep.Findings), tt.findings)
+		}
+		if tt.name == "actions" && (len(rep.Actions) != 1 || rep.Actions[0].Result != protocol.ActionDone) {
+			t.Errorf("actions: %+v", rep.Actions)
+		}
+	}
+}

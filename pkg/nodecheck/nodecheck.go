@@ -1,0 +1,224 @@
+// Package nodecheck runs `netdiag-helper check` (and `fix`) on nodes through
+// node-debug pods: one pod per node, several nodes at a time, the pod always
+// deleted at the end. The commands in pkg/cmd turn flags into a Config and
+// call Run.
+package nodecheck
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/report"
+)
+
+// DefaultMaxConcurrency is how many nodes are checked at once by default.
+const DefaultMaxConcurrency = 5
+
+// PodInfo is one pod as the helper's --pods-json wants it (see
+// pkg/checks.PodInfo: the same JSON fields).
+type PodInfo struct {
+	Namespace  string   `json:"namespace,omitempty"`
+	Name       string   `json:"name,omitempty"`
+	UID        string   `json:"uid,omitempty"`
+	IP         string   `json:"ip,omitempty"`
+	Containers []string `json:"containers,omitempty"`
+}
+
+// PodInfoOf describes a pod for the helper: container IDs of its init,
+// regular and ephemeral containers as the API reports them.
+func PodInfoOf(p *corev1.Pod) PodInfo {
+	pi := PodInfo{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), IP: p.Status.PodIP}
+	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
+		for _, s := range list {
+			if s.ContainerID != "" {
+				pi.Containers = append(pi.Containers, s.ContainerID)
+			}
+		}
+	}
+	return pi
+}
+
+// NodePods lists the Running pods of the node that have their own network
+// (not hostNetwork), in every namespace.
+func NodePods(ctx context.Context, client kubernetes.Interface, node string) ([]PodInfo, error) {
+	l, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{
+		FieldSelector: fields.AndSelectors(
+			fields.OneTermEqualSelector("spec.nodeName", node),
+			fields.OneTermEqualSelector("status.phase", string(corev1.PodRunning)),
+		).String(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
+	}
+	out := []PodInfo{}
+	for i := range l.Items {
+		p := &l.Items[i]
+		// The fake clientset ignores field selectors: filter again.
+		if p.Spec.NodeName != node || p.Status.Phase != corev1.PodRunning || p.Spec.HostNetwork {
+			continue
+		}
+		out = append(out, PodInfoOf(p))
+	}
+	return out, nil
+}
+
+// Config is one run over nodes.
+type Config struct {
+	Namespace  string
+	Image      string
+	PullPolicy corev1.PullPolicy
+	// StartTimeout bounds the wait for each node pod to run.
+	StartTimeout time.Duration
+	// MaxConcurrency bounds how many nodes are worked on at once.
+	MaxConcurrency int
+	// Writable mounts the host's / read-write (fixes).
+	Writable bool
+	// CheckArgs follow `netdiag-helper check` (--pods-json - is added).
+	CheckArgs []string
+	// Pods, when set, replaces the node's pods from the API (pod-scoped
+	// runs pass the one pod).
+	Pods func(node string) ([]PodInfo, bool)
+	// RuntimeEndpoint is the node's CRI socket for the stale check; when
+	// empty and LookupRuntimeEndpoint is set, that is asked per node
+	// (KubeletRuntimeEndpoint).
+	RuntimeEndpoint       string
+	LookupRuntimeEndpoint func(ctx context.Context, node string) string
+	// Fix, when set, runs after the check on each node with the session
+	// still open; it gets the check's report, its arguments (after
+	// "check") and standard input, and returns the actions taken and
+	// whether to check again.
+	Fix func(ctx context.Context, node string, s Session, rep *kube.HelperReport, checkArgs []string, stdin []byte) ([]protocol.Action, bool, error)
+}
+
+// Session is the node pod a Fix runs helper commands in.
+type Session interface {
+	Exec(ctx context.Context, args []string, stdin []byte) (*kube.HelperReport, error)
+}
+
+// Run checks every node, at most cfg.MaxConcurrency at once, and returns
+// the results in the order of nodes. Errors of one node are in its result.
+func Run(ctx context.Context, deps kube.NodeDeps, cfg Config, nodes []string) []report.NodeResult {
+	results := make([]report.NodeResult, len(nodes))
+	limit := cfg.MaxConcurrency
+	if limit <= 0 {
+		limit = DefaultMaxConcurrency
+	}
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i, node := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				results[i] = report.NodeResult{Node: node, Err: fmt.Errorf("interrupted before the node was checked")}
+				return
+			}
+			defer func() { <-sem }()
+			results[i] = runNode(ctx, deps, cfg, node)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func runNode(ctx context.Context, deps kube.NodeDeps, cfg Config, node string) report.NodeResult {
+	res := report.NodeResult{Node: node}
+	var pods []PodInfo
+	ok := false
+	if cfg.Pods != nil {
+		pods, ok = cfg.Pods(node)
+	}
+	if !ok {
+		var err error
+		pods, err = NodePods(ctx, deps.Client, node)
+		if err != nil {
+			res.Err = err
+			return res
+		}
+	}
+	podsJSON, err := json.Marshal(pods)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	args := append([]string{"check"}, cfg.CheckArgs...)
+	ep := cfg.RuntimeEndpoint
+	if ep == "" && cfg.LookupRuntimeEndpoint != nil {
+		ep = cfg.LookupRuntimeEndpoint(ctx, node)
+	}
+	if ep != "" {
+		args = append(args, "--runtime-endpoint", ep)
+	}
+	args = append(args, "--pods-json", "-")
+
+	s, err := kube.StartNodePod(ctx, deps, kube.NodePodSpec{
+		Node: node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, Writable: cfg.Writable,
+	})
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	defer s.Close()
+
+	rep, err := s.Exec(ctx, args, podsJSON)
+	if rep != nil {
+		res.Findings = rep.Findings
+	}
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	if cfg.Fix == nil {
+		return res
+	}
+	actions, again, err := cfg.Fix(ctx, node, s, rep, args[1:], podsJSON)
+	res.Actions = actions
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	if again {
+		rep, err := s.Exec(ctx, args, podsJSON)
+		if err != nil {
+			res.Err = fmt.Errorf("checking again after the fix: %w", err)
+			return res
+		}
+		res.Findings = rep.Findings
+	}
+	return res
+}
+
+// KubeletRuntimeEndpoint asks the node's kubelet (nodes/proxy configz) for
+// its containerRuntimeEndpoint, so the stale check can ask the runtime on
+// nodes with a non-default socket. "" when it cannot be read.
+func KubeletRuntimeEndpoint(ctx context.Context, client kubernetes.Interface, node string) string {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	b, err := client.CoreV1().RESTClient().Get().Resource("nodes").Name(node).SubResource("proxy", "configz").DoRaw(ctx)
+	if err != nil {
+		klog.V(2).Infof("reading the kubelet config of node %s: %v", node, err)
+		return ""
+	}
+	var cfg struct {
+		KubeletConfig struct {
+			ContainerRuntimeEndpoint string `json:"containerRuntimeEndpoint"`
+		} `json:"kubeletconfig"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return ""
+	}
+	return cfg.KubeletConfig.ContainerRuntimeEndpoint
+}
