@@ -42,13 +42,24 @@ var NodePodAccess = []Access{
 	{Verb: "delete", Resource: "pods"},
 }
 
-// PreflightNodePods checks, before anything is created, that the user may
-// create, exec into and delete pods in the namespace, and that the
-// namespace's Pod Security level admits a privileged pod.
-func PreflightNodePods(ctx context.Context, client kubernetes.Interface, namespace string) error {
-	var missing []string
-	var hints []string
-	for _, a := range NodePodAccess {
+// CaptureAccess is what a pod capture needs in the pod's namespace: exec
+// always, and the ephemeralcontainers patch when no netdiag container can
+// be reused.
+func CaptureAccess(inject bool) []Access {
+	need := []Access{{Verb: "create", Resource: "pods", Subresource: "exec"}}
+	if inject {
+		need = append(need, Access{Verb: "patch", Resource: "pods", Subresource: "ephemeralcontainers"})
+	}
+	return need
+}
+
+// CheckAccess asks the API server (SelfSubjectAccessReview) whether the user
+// has each access in namespace, and names every one that is missing, with
+// the command to check it, in one error. purpose ends the sentence, e.g. "to
+// run the node-debug pod".
+func CheckAccess(ctx context.Context, client kubernetes.Interface, namespace string, need []Access, purpose string) error {
+	var missing, hints []string
+	for _, a := range need {
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 			ResourceAttributes: &authorizationv1.ResourceAttributes{
 				Namespace: namespace, Verb: a.Verb, Resource: a.Resource, Subresource: a.Subresource,
@@ -67,18 +78,59 @@ func PreflightNodePods(ctx context.Context, client kubernetes.Interface, namespa
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("you need %s in namespace %q to run the node-debug pod (check with: %s)",
-			strings.Join(missing, " and "), namespace, strings.Join(hints, "; "))
+		return fmt.Errorf("you need %s in namespace %q %s (check with: %s)",
+			strings.Join(missing, " and "), namespace, purpose, strings.Join(hints, "; "))
 	}
+	return nil
+}
+
+// PodSecurityLevel is the Pod Security level namespace enforces ("" when
+// none is set or the namespace cannot be read).
+func PodSecurityLevel(ctx context.Context, client kubernetes.Interface, namespace string) (string, error) {
 	ns, err := client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return fmt.Errorf("namespace %q not found: name an existing namespace with -n", namespace)
+		return "", fmt.Errorf("namespace %q not found: name an existing namespace with -n", namespace)
 	case err != nil:
 		klog.V(2).Infof("reading namespace %s for its Pod Security labels: %v", namespace, err)
+		return "", nil
+	}
+	return ns.Labels[PodSecurityEnforceLabel], nil
+}
+
+// PreflightCapture checks, before the netdiag container is added, that the
+// user may add it and exec into it, and that the namespace's Pod Security
+// level admits NET_RAW and NET_ADMIN.
+func PreflightCapture(ctx context.Context, client kubernetes.Interface, namespace string, inject bool) error {
+	if err := CheckAccess(ctx, client, namespace, CaptureAccess(inject), "to capture in its pods"); err != nil {
+		return err
+	}
+	if !inject {
 		return nil
 	}
-	if level := ns.Labels[PodSecurityEnforceLabel]; level == "baseline" || level == "restricted" {
+	level, err := PodSecurityLevel(ctx, client, namespace)
+	if err != nil {
+		return err
+	}
+	if level == "baseline" || level == "restricted" {
+		return fmt.Errorf("namespace %q enforces the %q Pod Security level (label %s), which refuses the netdiag container: it adds the capabilities NET_RAW and NET_ADMIN and runs as user 0 to capture; ask for the namespace to enforce \"privileged\" while you debug",
+			namespace, level, PodSecurityEnforceLabel)
+	}
+	return nil
+}
+
+// PreflightNodePods checks, before anything is created, that the user may
+// create, exec into and delete pods in the namespace, and that the
+// namespace's Pod Security level admits a privileged pod.
+func PreflightNodePods(ctx context.Context, client kubernetes.Interface, namespace string) error {
+	if err := CheckAccess(ctx, client, namespace, NodePodAccess, "to run the node-debug pod"); err != nil {
+		return err
+	}
+	level, err := PodSecurityLevel(ctx, client, namespace)
+	if err != nil {
+		return err
+	}
+	if level == "baseline" || level == "restricted" {
 		return fmt.Errorf("namespace %q enforces the %q Pod Security level (label %s), which refuses the privileged node-debug pod: use -n with a namespace labelled %s=privileged%s",
 			namespace, level, PodSecurityEnforceLabel, PodSecurityEnforceLabel, privilegedNamespaceHint(ctx, client))
 	}

@@ -199,6 +199,11 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	spec := kube.EphemeralSpec{Image: cfg.Image, PullPolicy: cfg.PullPolicy, TargetContainer: target}
+	name := kube.FindReusable(pod, spec)
+	if err := kube.PreflightCapture(ctx, deps.Client, pod.Namespace, name == ""); err != nil {
+		return res, err
+	}
 	out, err := cfg.Open()
 	if err != nil {
 		return res, err
@@ -211,8 +216,6 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 		return nil
 	}
 
-	spec := kube.EphemeralSpec{Image: cfg.Image, PullPolicy: cfg.PullPolicy, TargetContainer: target}
-	name := kube.FindReusable(pod, spec)
 	if name != "" {
 		res.Reused = true
 		klog.V(1).Infof("reusing netdiag container %s in pod %s/%s", name, pod.Namespace, pod.Name)

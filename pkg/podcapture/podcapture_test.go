@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,7 +45,26 @@ type cluster struct {
 }
 
 func newCluster(t *testing.T, pod *corev1.Pod, patchErr error) *cluster {
-	c := &cluster{client: fake.NewClientset(pod)}
+	return newClusterIn(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, nil, pod, patchErr)
+}
+
+// newClusterIn is newCluster with a namespace object (its labels carry the
+// Pod Security level) and SelfSubjectAccessReview answers: every access is
+// allowed except the ones in denied ("verb resource/subresource").
+func newClusterIn(t *testing.T, ns *corev1.Namespace, denied []string, pod *corev1.Pod, patchErr error) *cluster {
+	c := &cluster{client: fake.NewClientset(ns, pod)}
+	c.client.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		review := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
+		ra := review.Spec.ResourceAttributes
+		key := ra.Verb + " " + ra.Resource + "/" + ra.Subresource
+		review.Status.Allowed = true
+		for _, d := range denied {
+			if d == key {
+				review.Status.Allowed = false
+			}
+		}
+		return true, review, nil
+	})
 	c.client.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		pa := a.(k8stesting.PatchAction)
 		if pa.GetSubresource() != "ephemeralcontainers" {
@@ -269,6 +289,55 @@ func TestCaptureErrors(t *testing.T) {
 			}
 			if opened != tt.opened {
 				t.Errorf("output opened: %v, want %v", opened, tt.opened)
+			}
+		})
+	}
+}
+
+// TestCapturePreflight: missing RBAC or a Pod Security level that refuses
+// the capabilities stops the capture before the patch and before the output
+// file is opened.
+func TestCapturePreflight(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		labels map[string]string
+		denied []string
+		reuse  bool
+		want   string
+	}{
+		{name: "no patch", denied: []string{"patch pods/ephemeralcontainers"},
+			want: "you need `patch` on `pods/ephemeralcontainers` in namespace \"shop\" to capture in its pods (check with: kubectl auth can-i patch pods --subresource=ephemeralcontainers -n shop)"},
+		{name: "no exec nor patch", denied: []string{"patch pods/ephemeralcontainers", "create pods/exec"},
+			want: "you need `create` on `pods/exec` and `patch` on `pods/ephemeralcontainers` in namespace \"shop\" to capture in its pods (check with: kubectl auth can-i create pods --subresource=exec -n shop; kubectl auth can-i patch pods --subresource=ephemeralcontainers -n shop)"},
+		{name: "baseline", labels: map[string]string{kube.PodSecurityEnforceLabel: "baseline"},
+			want: `namespace "shop" enforces the "baseline" Pod Security level (label pod-security.kubernetes.io/enforce), which refuses the netdiag container: it adds the capabilities NET_RAW and NET_ADMIN and runs as user 0 to capture; ask for the namespace to enforce "privileged" while you debug`},
+		{name: "reuse needs no patch", denied: []string{"patch pods/ephemeralcontainers"}, reuse: true,
+			labels: map[string]string{kube.PodSecurityEnforceLabel: "restricted"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := runningPod()
+			if tt.reuse {
+				pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{kube.NewEphemeralContainer(kube.EphemeralSpec{Image: image, PullPolicy: corev1.PullIfNotPresent, TargetContainer: "app"}, "old00")}
+				pod.Status.EphemeralContainerStatuses = []corev1.ContainerStatus{{Name: "netdiag-old00", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+			}
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: tt.labels}}
+			c := newClusterIn(t, ns, tt.denied, pod, nil)
+			opened := false
+			cfg := config(&memFile{})
+			open := cfg.Open
+			cfg.Open = func() (io.WriteCloser, error) { opened = true; return open() }
+			_, err := Run(context.Background(), Deps{Client: c.client, Executor: &replay{stderr: statsLine}, NameSuffix: func() string { return "abcde" }, ErrOut: io.Discard}, cfg)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("reusing a running container: %v", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("error:\n got %v\nwant %s", err, tt.want)
+			}
+			if len(c.patches) != 0 || opened {
+				t.Errorf("%d patches, output opened %v: want nothing done", len(c.patches), opened)
 			}
 		})
 	}
