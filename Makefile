@@ -58,6 +58,8 @@ e2e: build cluster-up load-image
 bench:
 	hack/test-helper.sh -run '^$$' -bench . -benchtime 3x
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/checks/
+	$(MAKE) build cluster-up load-image
+	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 5x ./e2e/
 
 demo: build cluster-up load-image
 	e2e/demo.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: on the running local cluster (make cluster-up load-image build
 # come first, the Makefile sees to it), start a sample web workload with
-# traffic, capture its packets with kubectl netdiag and show what was caught.
+# traffic, capture its packets with kubectl netdiag, show what was caught,
+# then run the node checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLUSTER_DIR="${NETDIAG_CLUSTER_DIR:-/var/lib/netdiag-cluster}"
@@ -54,6 +55,13 @@ k netdiag capture pod/web -n "$ns" -f 'tcp port 8080' --duration 5s -w "$out"
 echo
 echo "== what was captured (tcpdump -nr $out | head -20)"
 tcpdump -nr "$out" 2>/dev/null | head -20
+
+echo
+echo "== kubectl netdiag node check $NODE_NAME -n $ns"
+# Exit 3 means a check failed: that is a finding to show, not a demo failure.
+rc=0
+k netdiag node check "$NODE_NAME" -n "$ns" || rc=$?
+[ "$rc" -eq 0 ] || [ "$rc" -eq 3 ] || exit "$rc"
 
 echo
 echo "The cluster keeps running (KUBECONFIG=$KUBECONFIG, kubectl: $KUBECTL)."
