@@ -288,14 +288,6 @@ func helperCaptures(t *testing.T) []string {
 	return strings.Fields(string(out))
 }
 
-// TestNothingLeftBehind runs last (go test runs tests in source order).
-func TestNothingLeftBehind(t *testing.T) {
-	c := getCluster(t)
-	if pods := c.netdiagPods(t); len(pods) > 0 {
-		t.Errorf("netdiag pods left in the cluster: %d", len(pods))
-	}
-}
-
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {

@@ -35,6 +35,46 @@ import (
 // webImage is the busybox image the cluster harness imports for workloads.
 const webImage = "localhost/netdiag-web:v1"
 
+// TestMain runs every test, then checks that none of them left netdiag pods
+// in the cluster or helper captures running on the node: whatever a test
+// did, a user's run of the same commands would have left the same.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if theCluster != nil {
+		if err := leftovers(theCluster); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: left behind:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func leftovers(c *cluster) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Node-debug pods are deleted with grace period 0; give the API a
+	// moment to forget them.
+	var names []string
+	err := wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		l, err := c.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=kubectl-netdiag"})
+		if err != nil {
+			return false, nil
+		}
+		names = names[:0]
+		for _, p := range l.Items {
+			names = append(names, p.Namespace+"/"+p.Name)
+		}
+		return len(names) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("netdiag pods %v", names)
+	}
+	if out, err := exec.Command("pgrep", "-af", "^/netdiag-helper (capture|check|fix)").Output(); err == nil {
+		return fmt.Errorf("helper processes still running on the node:\n%s", out)
+	}
+	return nil
+}
+
 // cluster is what the tests know about the running cluster.
 type cluster struct {
 	kubeconfig string
