@@ -70,8 +70,8 @@ func TestCaptureComplete(t *testing.T) {
 	}{
 		{nil, "capture needs exactly one pod, e.g. kubectl netdiag capture pod/web-0 (got 0 arguments)"},
 		{[]string{"a", "b"}, "capture needs exactly one pod, e.g. kubectl netdiag capture pod/web-0 (got 2 arguments)"},
-		{[]string{"deploy/web"}, `only pods can be captured for now: "deploy/web" is a deployment; name one of its pods, e.g. pod/NAME`},
-		{[]string{"node/n1"}, `only pods can be captured for now: "node/n1" is a node; name one of its pods, e.g. pod/NAME`},
+		{[]string{"deploy/web"}, `"deploy/web" is a deployment, not a pod: this command works on one pod for now, e.g. pod/NAME`},
+		{[]string{"node/n1"}, `"node/n1" is a node, not a pod: this command works on one pod for now, e.g. pod/NAME`},
 		{[]string{"widget/x"}, `unknown target type "widget" in "widget/x": name a pod, e.g. pod/web-0`},
 		{[]string{"pod/"}, `missing pod name in "pod/"`},
 		{[]string{"pod/web-0"}, ""},

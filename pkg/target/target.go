@@ -12,7 +12,7 @@ import (
 // Kind of a target.
 type Kind string
 
-// KindPod is the only kind that can be captured for now.
+// KindPod is a pod target.
 const KindPod Kind = "pod"
 
 // Target is one parsed target.
@@ -49,7 +49,7 @@ func ParsePod(arg string) (Target, error) {
 		case !known:
 			return Target{}, fmt.Errorf("unknown target type %q in %q: name a pod, e.g. pod/web-0", kind, arg)
 		case canonical != "pod":
-			return Target{}, fmt.Errorf("only pods can be captured for now: %q is a %s; name one of its pods, e.g. pod/NAME", arg, canonical)
+			return Target{}, fmt.Errorf("%q is a %s, not a pod: this command works on one pod for now, e.g. pod/NAME", arg, canonical)
 		}
 		name = rest
 	}

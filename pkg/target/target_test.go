@@ -15,8 +15,8 @@ func TestParsePod(t *testing.T) {
 		{arg: "PO/web-0", want: "pod/web-0"},
 		{arg: "", err: "empty target: name a pod, e.g. pod/web-0"},
 		{arg: "pod/", err: `missing pod name in "pod/"`},
-		{arg: "deploy/web", err: `only pods can be captured for now: "deploy/web" is a deployment; name one of its pods, e.g. pod/NAME`},
-		{arg: "node/n1", err: `only pods can be captured for now: "node/n1" is a node`},
+		{arg: "deploy/web", err: `"deploy/web" is a deployment, not a pod: this command works on one pod for now, e.g. pod/NAME`},
+		{arg: "node/n1", err: `"node/n1" is a node, not a pod`},
 		{arg: "widget/x", err: `unknown target type "widget" in "widget/x": name a pod, e.g. pod/web-0`},
 		{arg: "Web_0", err: `"Web_0" is not a valid pod name`},
 	} {
