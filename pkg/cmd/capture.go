@@ -18,10 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/filter"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/podcapture"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/target"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/version"
@@ -44,7 +42,7 @@ var captureExample = `  # Capture HTTPS traffic of pod web-0 into web.pcap until
 
 // CaptureOptions drives `kubectl netdiag capture`.
 type CaptureOptions struct {
-	configFlags *genericclioptions.ConfigFlags
+	clusterOptions
 	genericiooptions.IOStreams
 
 	Container  string
@@ -61,28 +59,23 @@ type CaptureOptions struct {
 	Timeout    time.Duration
 	Heartbeat  time.Duration
 
-	// Set by Complete (tests may preset Client, Executor, NameSuffix,
-	// IsTerminal).
-	Namespace  string
+	// Set by Complete (tests may preset IsTerminal).
 	Target     target.Target
-	Client     kubernetes.Interface
-	Executor   kube.Executor
-	NameSuffix func() string
 	IsTerminal func(w io.Writer) bool
 }
 
 // NewCaptureOptions returns the defaults.
 func NewCaptureOptions(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *CaptureOptions {
 	return &CaptureOptions{
-		configFlags: configFlags,
-		IOStreams:   streams,
-		Interface:   "eth0",
-		Snaplen:     maxSnaplen,
-		Format:      "pcap",
-		Image:       version.HelperImage(),
-		PullPolicy:  string(corev1.PullIfNotPresent),
-		Timeout:     time.Minute,
-		Heartbeat:   defaultHeartbeat,
+		clusterOptions: clusterOptions{configFlags: configFlags},
+		IOStreams:      streams,
+		Interface:      "eth0",
+		Snaplen:        maxSnaplen,
+		Format:         "pcap",
+		Image:          version.HelperImage(),
+		PullPolicy:     string(corev1.PullIfNotPresent),
+		Timeout:        time.Minute,
+		Heartbeat:      defaultHeartbeat,
 	}
 }
 
@@ -143,36 +136,11 @@ func (o *CaptureOptions) Complete(args []string) error {
 		return err
 	}
 	o.Target = t
-	if o.Namespace == "" {
-		ns, _, err := o.configFlags.ToRawKubeConfigLoader().Namespace()
-		if err != nil {
-			return fmt.Errorf("finding the namespace: %w", err)
-		}
-		o.Namespace = ns
-	}
 	if o.IsTerminal == nil {
 		o.IsTerminal = isTerminal
 	}
-	if o.NameSuffix == nil {
-		o.NameSuffix = kube.RandomSuffix
-	}
-	if o.Client == nil || o.Executor == nil {
-		config, err := o.configFlags.ToRESTConfig()
-		if err != nil {
-			return err
-		}
-		client, err := kubernetes.NewForConfig(config)
-		if err != nil {
-			return err
-		}
-		if o.Client == nil {
-			o.Client = client
-		}
-		if o.Executor == nil {
-			o.Executor = &kube.RemoteExecutor{Config: config, Client: client}
-		}
-	}
-	return nil
+	_, err = o.completeCluster()
+	return err
 }
 
 // Validate checks the flags without talking to the cluster.

@@ -39,7 +39,7 @@ const ConntrackPersistDir = "/etc/sysctl.d"
 
 // CheckOptions are the flags and clients every check command shares.
 type CheckOptions struct {
-	configFlags *genericclioptions.ConfigFlags
+	clusterOptions
 	genericiooptions.IOStreams
 
 	Output          string
@@ -52,10 +52,6 @@ type CheckOptions struct {
 	DryRun          bool
 
 	// Set by Complete (tests preset them).
-	Namespace  string
-	Client     kubernetes.Interface
-	Executor   kube.Executor
-	NameSuffix func() string
 	// IsTerminal says whether a stream (o.In, o.Out, o.ErrOut) is a
 	// terminal.
 	IsTerminal func(stream any) bool
@@ -77,7 +73,7 @@ type prompter struct {
 
 func newCheckOptions(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) CheckOptions {
 	return CheckOptions{
-		configFlags:    configFlags,
+		clusterOptions: clusterOptions{configFlags: configFlags},
 		IOStreams:      streams,
 		Output:         "table",
 		Image:          version.HelperImage(),
@@ -103,36 +99,16 @@ func (o *CheckOptions) addFlags(cmd *cobra.Command, changes string) {
 
 // complete finds the namespace and the clients.
 func (o *CheckOptions) complete() error {
-	if o.Namespace == "" {
-		ns, _, err := o.configFlags.ToRawKubeConfigLoader().Namespace()
-		if err != nil {
-			return fmt.Errorf("finding the namespace: %w", err)
-		}
-		o.Namespace = ns
-	}
 	if o.IsTerminal == nil {
 		o.IsTerminal = streamIsTerminal
 	}
-	if o.NameSuffix == nil {
-		o.NameSuffix = kube.RandomSuffix
+	client, err := o.completeCluster()
+	if err != nil {
+		return err
 	}
-	if o.Client == nil || o.Executor == nil {
-		config, err := o.configFlags.ToRESTConfig()
-		if err != nil {
-			return err
-		}
-		client, err := kubernetes.NewForConfig(config)
-		if err != nil {
-			return err
-		}
-		if o.Client == nil {
-			o.Client = client
-			o.LookupRuntimeEndpoint = func(ctx context.Context, node string) string {
-				return nodecheck.KubeletRuntimeEndpoint(ctx, client, node)
-			}
-		}
-		if o.Executor == nil {
-			o.Executor = &kube.RemoteExecutor{Config: config, Client: client}
+	if client != nil {
+		o.LookupRuntimeEndpoint = func(ctx context.Context, node string) string {
+			return nodecheck.KubeletRuntimeEndpoint(ctx, client, node)
 		}
 	}
 	return nil

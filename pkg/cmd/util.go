@@ -1,9 +1,61 @@
 package cmd
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
 )
+
+// clusterOptions is what every command that talks to the cluster holds: the
+// namespace and the clients. Tests preset Client, Executor and NameSuffix.
+type clusterOptions struct {
+	configFlags *genericclioptions.ConfigFlags
+
+	Namespace  string
+	Client     kubernetes.Interface
+	Executor   kube.Executor
+	NameSuffix func() string
+}
+
+// completeCluster fills in what was not preset: the namespace from -n or the
+// kubeconfig, and clients built from the kubeconfig. It returns the client
+// it built, nil when the client was preset.
+func (c *clusterOptions) completeCluster() (kubernetes.Interface, error) {
+	if c.Namespace == "" {
+		ns, _, err := c.configFlags.ToRawKubeConfigLoader().Namespace()
+		if err != nil {
+			return nil, fmt.Errorf("finding the namespace: %w", err)
+		}
+		c.Namespace = ns
+	}
+	if c.NameSuffix == nil {
+		c.NameSuffix = kube.RandomSuffix
+	}
+	if c.Client != nil && c.Executor != nil {
+		return nil, nil
+	}
+	config, err := c.configFlags.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	if c.Executor == nil {
+		c.Executor = &kube.RemoteExecutor{Config: config, Client: client}
+	}
+	if c.Client != nil {
+		return nil, nil
+	}
+	c.Client = client
+	return client, nil
+}
 
 func joinComma(s []string) string { return strings.Join(s, ",") }
 
