@@ -56,7 +56,8 @@ e2e: build cluster-up load-image
 # Benchmarks, each against its reference measured in the same run (ratios,
 # not timings: these machines are shared and noisy).
 bench:
-	hack/test-helper.sh -run '^$$' -bench . -benchtime 3x
+	hack/test-helper.sh -run '^$$' -bench 'Capture$$' -benchmem
+	hack/test-helper.sh -run '^$$' -bench CaptureVsTcpdump -benchtime 3x
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/checks/
 	$(MAKE) build cluster-up load-image
 	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 5x ./e2e/
