@@ -47,6 +47,7 @@ unit:
 # The helper's tests linked with the static libpcap (filter compiler), and as
 # root the kernel integration tests in fresh network namespaces.
 integration:
+	hack/ensure-packages.sh iproute2 busybox-static tcpdump
 	hack/test-helper.sh
 	$(GO) test -tags integration -count=1 ./pkg/checks/...
 

@@ -39,21 +39,6 @@ esac
 [[ $(uname -s) == Linux ]] || die "the helper is built on Linux (it links musl and libpcap); on other systems use debugimage/Dockerfile"
 [[ $(uname -m) == x86_64 ]] || die "this script builds linux/amd64 on an amd64 machine; use debugimage/Dockerfile for other architectures"
 
-# ensure_packages installs the Debian packages this build needs, when absent.
-ensure_packages() {
-	local missing=() pkg
-	for pkg in "$@"; do
-		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-	done
-	((${#missing[@]} == 0)) && return 0
-	command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
-	local sudo=()
-	[[ $(id -u) == 0 ]] || sudo=(sudo)
-	log "installing ${missing[*]}"
-	"${sudo[@]}" apt-get update -qq >&2
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >&2
-}
-
 # kernel_headers makes a directory musl-gcc can use for <linux/...> and
 # <asm/...>: symlinks to the glibc-side kernel headers.
 kernel_headers() {
@@ -108,7 +93,7 @@ ensure_libpcap() {
 		kernel_headers
 		return 0
 	fi
-	ensure_packages musl-tools flex bison dpkg-dev gcc make
+	"$ROOT/hack/ensure-packages.sh" musl-tools flex bison dpkg-dev gcc make
 	kernel_headers
 	local start=$SECONDS
 	mkdir -p "$CACHE_DIR/libpcap"
@@ -152,7 +137,7 @@ if $print_env; then
 	exit 0
 fi
 
-command -v musl-gcc >/dev/null || ensure_packages musl-tools
+command -v musl-gcc >/dev/null || "$ROOT/hack/ensure-packages.sh" musl-tools
 cd "$ROOT"
 mkdir -p "$(dirname "$OUT")"
 log "building $OUT"

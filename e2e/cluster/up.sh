@@ -96,16 +96,9 @@ healthy() {
 }
 
 ensure_packages() {
-  local missing=() p
-  for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "${p}" 2>/dev/null | grep -q 'install ok installed' || missing+=("${p}")
-  done
-  [[ ${#missing[@]} -eq 0 ]] && return 0
-  log "installing Debian packages: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
-  # The package may start the system containerd; we run our own and do not need it.
+  # The containerd package may start the system containerd; we run our own
+  # and do not need it.
+  "${REPO}/hack/ensure-packages.sh" "${PACKAGES[@]}"
 }
 
 # check_ports: refuse to start when a process that is not ours listens on

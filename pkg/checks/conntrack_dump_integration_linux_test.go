@@ -20,6 +20,9 @@ import (
 func requireConntrack(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat("/sys/module/nf_conntrack"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI needs the nf_conntrack module (modprobe nf_conntrack): " + err.Error())
+		}
 		t.Skip("needs the nf_conntrack module (modprobe nf_conntrack): " + err.Error())
 	}
 }
