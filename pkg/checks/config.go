@@ -126,12 +126,6 @@ type Config struct {
 // errUsage marks errors in the command line.
 var errUsage = errors.New("usage")
 
-// ParseFlags turns `netdiag-helper check` arguments into a Config. A
-// --pods-json of "-" is read from standard input.
-func ParseFlags(args []string) (Config, error) {
-	return parseFlags(args, os.Stdin, io.Discard)
-}
-
 func parseFlags(args []string, stdin io.Reader, usage io.Writer) (Config, error) {
 	cfg := Config{}
 	fs := pflag.NewFlagSet("netdiag-helper check", pflag.ContinueOnError)
