@@ -126,6 +126,8 @@ type Config struct {
 // errUsage marks errors in the command line.
 var errUsage = errors.New("usage")
 
+// parseFlags turns `netdiag-helper check` arguments into a Config; a
+// --pods-json of "-" is read from stdin.
 func parseFlags(args []string, stdin io.Reader, usage io.Writer) (Config, error) {
 	cfg := Config{}
 	fs := pflag.NewFlagSet("netdiag-helper check", pflag.ContinueOnError)
