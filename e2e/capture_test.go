@@ -296,3 +296,43 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestCaptureReaderGoes: `capture -w - | head -c 100` ends the capture
+// cleanly once head exits: exit 0, a summary, no helper left running.
+func TestCaptureReaderGoes(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t)
+	pod := c.webPod(t, ns, "web")
+	cmd := c.kubectlCmd(context.Background(), "netdiag", "capture", "pod/web", "-n", ns, "-f", "tcp port 8080", "-w", "-")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := newLineBuffer()
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stderr.waitFor(t, readyText, 90*time.Second)
+	httpGets(t, pod.Status.PodIP, "/1", "/2", "/3")
+	head := make([]byte, 100)
+	if _, err := io.ReadFull(stdout, head); err != nil {
+		t.Fatalf("reading the first 100 bytes: %v", err)
+	}
+	stdout.Close()                            // the reader goes away, like head -c 100
+	httpGets(t, pod.Status.PodIP, "/4", "/5") // more packets meet the closed pipe
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("the capture went on after its reader left:\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "which its reader closed after") {
+		t.Errorf("no summary saying the reader left:\n%s", stderr.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/klog/v2"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/filter"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/podcapture"
@@ -34,8 +36,11 @@ const (
 var captureExample = `  # Capture HTTPS traffic of pod web-0 into web.pcap until Ctrl-C
   kubectl netdiag capture pod/web-0 -f 'tcp port 443' -w web.pcap
 
-  # 30 seconds of DNS from a pod in namespace shop, straight into Wireshark
-  kubectl netdiag capture -n shop api-7d9f -f 'port 53' --duration 30s -w - | wireshark -k -i -
+  # 30 seconds of DNS from a pod in namespace shop, live in Wireshark
+  kubectl netdiag capture -n shop api-7d9f -f 'port 53' --duration 30s --wireshark
+
+  # The same into any pcap reader
+  kubectl netdiag capture -n shop api-7d9f -f 'port 53' -w - | tcpdump -nr -
 
   # The first 1000 packets, headers only, as pcapng
   kubectl netdiag capture pod/web-0 -s 128 --count 1000 --format pcapng -w web.pcapng`
@@ -53,6 +58,7 @@ type CaptureOptions struct {
 	Duration   time.Duration
 	MaxBytes   int64
 	Output     string
+	Wireshark  bool
 	Format     string
 	Image      string
 	PullPolicy string
@@ -118,6 +124,7 @@ func (o *CaptureOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.Duration, "duration", o.Duration, "stop after this long, e.g. 30s (0: until Ctrl-C)")
 	f.Int64Var(&o.MaxBytes, "max-bytes", o.MaxBytes, "stop after writing this many bytes (0: no limit)")
 	f.StringVarP(&o.Output, "write", "w", o.Output, "file to write the capture to (mode 0600), or - for stdout (default: stdout when it is not a terminal)")
+	f.BoolVar(&o.Wireshark, "wireshark", o.Wireshark, "stream the capture live into Wireshark (runs wireshark -k -i - on this machine)")
 	f.StringVar(&o.Format, "format", o.Format, "file format: pcap or pcapng")
 	f.StringVar(&o.Image, "image", o.Image, "helper image to inject")
 	f.StringVar(&o.PullPolicy, "image-pull-policy", o.PullPolicy, "pull policy of the helper image: Always, IfNotPresent or Never")
@@ -194,9 +201,30 @@ func validInterface(name string) error {
 	return nil
 }
 
-func (o *CaptureOptions) toStdout() bool { return o.Output == "" || o.Output == "-" }
+func (o *CaptureOptions) toStdout() bool {
+	return !o.Wireshark && (o.Output == "" || o.Output == "-")
+}
+
+// wiresharkPath finds the Wireshark to stream into: $NETDIAG_WIRESHARK, else
+// wireshark on PATH.
+func wiresharkPath() (string, error) {
+	name := os.Getenv("NETDIAG_WIRESHARK")
+	if name == "" {
+		name = "wireshark"
+	}
+	return exec.LookPath(name)
+}
 
 func (o *CaptureOptions) validateOutput() error {
+	if o.Wireshark {
+		if o.Output != "" {
+			return fmt.Errorf("--wireshark and -w cannot be used together: --wireshark streams into Wireshark, -w into a file or stdout")
+		}
+		if _, err := wiresharkPath(); err != nil {
+			return fmt.Errorf("--wireshark: %v; install Wireshark, or pipe the capture into another viewer with -w - | VIEWER", err)
+		}
+		return nil
+	}
 	if o.toStdout() {
 		if o.IsTerminal != nil && o.IsTerminal(o.Out) {
 			return fmt.Errorf("refusing to write pcap to a terminal; use -w FILE or pipe it")
@@ -258,11 +286,25 @@ func (o *CaptureOptions) Run(ctx context.Context) error {
 
 func (o *CaptureOptions) run(ctx context.Context) error {
 	outputName := o.Output
-	if o.toStdout() {
+	switch {
+	case o.Wireshark:
+		outputName = "Wireshark"
+	case o.toStdout():
 		outputName = "stdout"
+	}
+	if o.Wireshark || o.toStdout() {
+		// A reader that goes away (head, a closed Wireshark) must give
+		// EPIPE, so the capture stops cleanly, not a SIGPIPE death that
+		// leaves no summary.
+		sigpipe := make(chan os.Signal, 1)
+		signal.Notify(sigpipe, syscall.SIGPIPE)
+		defer signal.Stop(sigpipe)
 	}
 	created := false
 	open := func() (io.WriteCloser, error) {
+		if o.Wireshark {
+			return startWireshark()
+		}
 		if o.toStdout() {
 			return nopCloser{o.Out}, nil
 		}
@@ -303,6 +345,26 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 	}
 	fmt.Fprintln(o.ErrOut, res.Summary(outputName))
 	return nil
+}
+
+// startWireshark runs Wireshark reading the capture from its stdin. Closing
+// the returned writer ends the stream; Wireshark stays open to browse it.
+func startWireshark() (io.WriteCloser, error) {
+	path, err := wiresharkPath()
+	if err != nil {
+		return nil, fmt.Errorf("--wireshark: %w", err)
+	}
+	cmd := exec.Command(path, "-k", "-i", "-")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("--wireshark: starting %s: %w", path, err)
+	}
+	klog.V(2).Infof("streaming into %s (pid %d)", path, cmd.Process.Pid)
+	go func() { _ = cmd.Wait() }() // reap it whenever the user closes it
+	return in, nil
 }
 
 type nopCloser struct{ io.Writer }

@@ -151,3 +151,65 @@ func TestRootCommand(t *testing.T) {
 		t.Errorf("klog flags other than -v must be hidden")
 	}
 }
+
+func TestWiresharkValidate(t *testing.T) {
+	streams, _, _, _ := genericiooptions.NewTestIOStreams()
+	newOpts := func() *CaptureOptions {
+		o := NewCaptureOptions(genericclioptions.NewConfigFlags(true), streams)
+		o.Wireshark = true
+		o.IsTerminal = func(io.Writer) bool { return true } // a terminal stdout is fine: nothing goes there
+		return o
+	}
+	t.Setenv("NETDIAG_WIRESHARK", "/nonexistent/wireshark")
+	err := newOpts().Validate()
+	want := `--wireshark: exec: "/nonexistent/wireshark": stat /nonexistent/wireshark: no such file or directory; install Wireshark, or pipe the capture into another viewer with -w - | VIEWER`
+	if err == nil || err.Error() != want {
+		t.Errorf("missing wireshark:\n got %v\nwant %s", err, want)
+	}
+
+	t.Setenv("NETDIAG_WIRESHARK", "true")
+	o := newOpts()
+	o.Output = "x.pcap"
+	if err := o.Validate(); err == nil || !strings.HasPrefix(err.Error(), "--wireshark and -w cannot be used together") {
+		t.Errorf("--wireshark with -w: %v", err)
+	}
+	if err := newOpts().Validate(); err != nil {
+		t.Errorf("--wireshark with a wireshark on PATH: %v", err)
+	}
+}
+
+// TestStartWireshark streams into a stand-in viewer that saves its stdin.
+func TestStartWireshark(t *testing.T) {
+	dir := t.TempDir()
+	saved := filepath.Join(dir, "seen.pcap")
+	viewer := filepath.Join(dir, "wireshark")
+	script := "#!/bin/sh\n[ \"$*\" = '-k -i -' ] || { echo \"args: $*\" >&2; exit 2; }\ncat > " + saved + ".tmp && mv " + saved + ".tmp " + saved + "\n"
+	if err := os.WriteFile(viewer, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NETDIAG_WIRESHARK", viewer)
+	w, err := startWireshark()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(w, "pcap bytes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(saved)
+		if err == nil {
+			if string(b) != "pcap bytes" {
+				t.Fatalf("the viewer read %q", b)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the viewer never received the stream (wrong arguments?)")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -12,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -76,12 +78,18 @@ type Result struct {
 	Stats     protocol.Stats
 	Written   int64 // bytes written to the output
 	Reused    bool
+	// ReaderGone: the output's reader went away (a closed pipe or viewer)
+	// and the capture stopped there.
+	ReaderGone bool
 }
 
 // Summary is the one line printed after a capture.
 func (r Result) Summary(output string) string {
 	s := fmt.Sprintf("captured %d packets (%s) on pod/%s %s, %d dropped by the kernel → %s",
 		r.Stats.Packets, HumanBytes(r.Stats.Bytes), r.Pod, r.Interface, r.Stats.KernelDrops, output)
+	if r.ReaderGone {
+		s += fmt.Sprintf(", which its reader closed after %s", HumanBytes(uint64(r.Written)))
+	}
 	if r.Stats.KernelDrops > 0 {
 		s += " (narrow the filter with -f or lower -s to drop less)"
 	}
@@ -208,7 +216,7 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	counted := &countingWriter{w: out}
+	counted := newOutputWriter(out)
 	closeOut := func() error {
 		if err := out.Close(); err != nil {
 			return fmt.Errorf("closing %s: %w", cfg.OutputName, err)
@@ -239,6 +247,13 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	stderr.flush()
 	res.Written = counted.n
 	closeErr := closeOut()
+	if counted.err != nil {
+		if !counted.readerGone() {
+			return res, fmt.Errorf("writing %s: %w; the capture was stopped", cfg.OutputName, counted.err)
+		}
+		res.ReaderGone = true
+		closeErr = nil // closing a pipe nobody reads says nothing new
+	}
 
 	if stderr.errMsg != "" {
 		return res, fmt.Errorf("capture in pod/%s failed: %s", cfg.Pod, stderr.errMsg)
@@ -267,7 +282,7 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 var errGraceExpired = errors.New("the helper did not finish in time after the capture was stopped")
 
 // stream runs the helper with a heartbeat on stdin.
-func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container string, stdout, stderr io.Writer) error {
+func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container string, stdout *outputWriter, stderr io.Writer) error {
 	// The exec outlives ctx: after Ctrl-C the helper still has to finish
 	// the file. It is cut only when the grace period is over.
 	execCtx, cancelExec := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -291,8 +306,10 @@ func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container 
 	case err := <-done:
 		return err
 	case <-ctx.Done():
+		fmt.Fprintf(deps.ErrOut, "stopping the capture on pod/%s, waiting up to %s for the helper to finish the file...\n", cfg.Pod, cfg.Grace)
+	case <-stdout.gone:
+		fmt.Fprintf(deps.ErrOut, "the reader of %s went away (%v); stopping the capture on pod/%s\n", cfg.OutputName, stdout.err, cfg.Pod)
 	}
-	fmt.Fprintf(deps.ErrOut, "stopping the capture on pod/%s, waiting up to %s for the helper to finish the file...\n", cfg.Pod, cfg.Grace)
 	closeStdin()
 	grace := time.NewTimer(cfg.Grace)
 	defer grace.Stop()
@@ -330,15 +347,39 @@ func heartbeat(ctx context.Context, w *io.PipeWriter, every time.Duration) {
 	}
 }
 
-type countingWriter struct {
-	w io.Writer
-	n int64
+// outputWriter counts what reaches the output. When the output fails (its
+// reader closed a pipe, Wireshark was closed, a full disk), it remembers the
+// error, says so on gone, and drains the rest of the stream: the capture is
+// then stopped the way Ctrl-C stops it, so the helper ends cleanly instead of
+// the exec stream breaking under it.
+type outputWriter struct {
+	w    io.Writer
+	n    int64
+	err  error
+	gone chan struct{}
 }
 
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+func newOutputWriter(w io.Writer) *outputWriter {
+	return &outputWriter{w: w, gone: make(chan struct{})}
+}
+
+func (o *outputWriter) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return len(p), nil
+	}
+	n, err := o.w.Write(p)
+	o.n += int64(n)
+	if err != nil {
+		o.err = err
+		close(o.gone)
+	}
+	return len(p), nil
+}
+
+// readerGone says whether the output failed because its reader went away,
+// which ends a capture normally.
+func (o *outputWriter) readerGone() bool {
+	return errors.Is(o.err, syscall.EPIPE) || errors.Is(o.err, io.ErrClosedPipe) || errors.Is(o.err, os.ErrClosed)
 }
 
 // stderrParser reads the helper's stderr JSON lines as they arrive.

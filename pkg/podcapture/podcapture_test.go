@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,6 +119,9 @@ type replay struct {
 	stderr    string
 	err       error
 	waitStdin bool // block until stdin ends, like a capture stopped by Ctrl-C
+	// firstHalfEarly writes the first half of stdout before waiting for
+	// stdin to end, as a capture streams packets until it is stopped.
+	firstHalfEarly bool
 
 	calls     int
 	container string
@@ -130,13 +134,18 @@ func (r *replay) Stream(ctx context.Context, pod kube.Pod, container string, cmd
 	r.container, r.cmd = container, cmd
 	io.WriteString(stderr, `{"type":"hello","protocol":1,"helper":"v0.1.0"}`+"\n")
 	io.WriteString(stderr, `{"type":"ready","interface":"eth0","linkType":"EN10MB","snaplen":262144,"format":"pcap"}`+"\n")
+	// Write in two chunks: the output is streamed, not buffered.
+	half := len(r.stdout) / 2
+	if r.firstHalfEarly {
+		stdout.Write(r.stdout[:half])
+	}
 	if r.waitStdin {
 		n, _ := io.Copy(io.Discard, stdin)
 		r.stdinSeen = int(n)
 	}
-	// Write in two chunks: the output is streamed, not buffered.
-	half := len(r.stdout) / 2
-	stdout.Write(r.stdout[:half])
+	if !r.firstHalfEarly {
+		stdout.Write(r.stdout[:half])
+	}
 	stdout.Write(r.stdout[half:])
 	io.WriteString(stderr, r.stderr)
 	return r.err
@@ -232,6 +241,49 @@ func TestCaptureStopsCleanlyOnCancel(t *testing.T) {
 		t.Errorf("stderr = %q", errOut.String())
 	}
 	if got, want := res.Summary("-"), "captured 3 packets (300 B) on pod/web-0 eth0, 2 dropped by the kernel → - (narrow the filter with -f or lower -s to drop less)"; got != want {
+		t.Errorf("summary = %q, want %q", got, want)
+	}
+}
+
+// brokenPipe is an output whose reader is gone, like `-w - | head -c 0`.
+type brokenPipe struct{ writes int }
+
+func (b *brokenPipe) Write(p []byte) (int, error) { b.writes++; return 0, syscall.EPIPE }
+func (b *brokenPipe) Close() error                { return nil }
+
+// TestCaptureStopsWhenTheReaderLeaves: a closed pipe or viewer stops the
+// capture the way Ctrl-C does (stdin closed, the helper finishes and reports
+// its stats), not with a broken exec stream.
+func TestCaptureStopsWhenTheReaderLeaves(t *testing.T) {
+	c := newCluster(t, runningPod(), nil)
+	ex := &replay{stdout: pcapBytes, stderr: `{"type":"stats","packets":3,"bytes":300,"kernelDrops":0,"reason":"stdin-eof"}` + "\n", waitStdin: true, firstHalfEarly: true}
+	var errOut bytes.Buffer
+	out := &brokenPipe{}
+	cfg := config(nil)
+	cfg.Open = func() (io.WriteCloser, error) { return out, nil }
+	cfg.OutputName = "stdout"
+	done := make(chan struct{})
+	var res Result
+	var err error
+	go func() {
+		defer close(done)
+		res, err = Run(context.Background(), Deps{Client: c.client, Executor: ex, NameSuffix: func() string { return "abcde" }, ErrOut: &errOut}, cfg)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the capture did not stop after its reader went away")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.writes != 1 {
+		t.Errorf("%d writes to the closed output, want 1 (the rest is drained)", out.writes)
+	}
+	if !strings.Contains(errOut.String(), "the reader of stdout went away (broken pipe); stopping the capture on pod/web-0") {
+		t.Errorf("stderr = %q", errOut.String())
+	}
+	if got, want := res.Summary("stdout"), "captured 3 packets (300 B) on pod/web-0 eth0, 0 dropped by the kernel → stdout, which its reader closed after 0 B"; got != want {
 		t.Errorf("summary = %q, want %q", got, want)
 	}
 }
