@@ -43,6 +43,7 @@ packages to install on nodes.`,
 	cmd.AddCommand(NewCmdVeth(configFlags, streams))
 	cmd.AddCommand(NewCmdConntrack(configFlags, streams))
 	cmd.AddCommand(NewCmdStale(configFlags, streams))
+	cmd.AddCommand(NewCmdCleanup(configFlags, streams))
 	return cmd
 }
 
