@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -22,22 +23,10 @@ import (
 // 2; an internal error prints an error line and exits 1, without a done
 // line (a stream without done was cut short).
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	enc := json.NewEncoder(stdout)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(protocol.Hello{Type: protocol.TypeHello, Protocol: protocol.Version, Helper: version.Version})
-
+	enc := helloEncoder(stdout)
 	cfg, err := parseFlags(args, stdin, stderr)
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
 	if err != nil {
-		msg := err.Error()
-		if errors.Is(err, errUsage) {
-			msg = msg[len(errUsage.Error())+2:]
-		}
-		_ = enc.Encode(protocol.Error{Type: protocol.TypeError, Message: msg})
-		fmt.Fprintf(stderr, "netdiag-helper check: %s\n", msg)
-		return 2
+		return flagError(enc, stderr, "check", err)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -57,4 +46,25 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// helloEncoder starts a JSON-lines stream on w with the hello line.
+func helloEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(protocol.Hello{Type: protocol.TypeHello, Protocol: protocol.Version, Helper: version.Version})
+	return enc
+}
+
+// flagError ends a run whose command line did not parse: --help exits 0, a
+// usage error is an error line on the stream (and plain text on stderr) and
+// exit code 2.
+func flagError(enc *json.Encoder, stderr io.Writer, command string, err error) int {
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
+	_ = enc.Encode(protocol.Error{Type: protocol.TypeError, Message: msg})
+	fmt.Fprintf(stderr, "netdiag-helper %s: %s\n", command, msg)
+	return 2
 }

@@ -2,7 +2,6 @@ package checks
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/version"
 )
 
 // ConntrackPersistFile is the file `fix --conntrack-max` writes in
@@ -117,21 +115,10 @@ func parseFixFlags(args []string, stdin io.Reader, usage io.Writer) (FixConfig, 
 // done last. A usage error exits 2; a refused or failed action is a line,
 // not an exit code.
 func FixMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	enc := json.NewEncoder(stdout)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(protocol.Hello{Type: protocol.TypeHello, Protocol: protocol.Version, Helper: version.Version})
+	enc := helloEncoder(stdout)
 	cfg, err := parseFixFlags(args, stdin, stderr)
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
 	if err != nil {
-		msg := err.Error()
-		if errors.Is(err, errUsage) {
-			msg = strings.TrimPrefix(msg, errUsage.Error()+": ")
-		}
-		_ = enc.Encode(protocol.Error{Type: protocol.TypeError, Message: msg})
-		fmt.Fprintf(stderr, "netdiag-helper fix: %s\n", msg)
-		return 2
+		return flagError(enc, stderr, "fix", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

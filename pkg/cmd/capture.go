@@ -167,16 +167,8 @@ func (o *CaptureOptions) Validate() error {
 	if o.Format != "pcap" && o.Format != "pcapng" {
 		return fmt.Errorf("--format must be pcap or pcapng, got %q", o.Format)
 	}
-	switch corev1.PullPolicy(o.PullPolicy) {
-	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
-	default:
-		return fmt.Errorf("--image-pull-policy must be Always, IfNotPresent or Never, got %q", o.PullPolicy)
-	}
-	if strings.TrimSpace(o.Image) == "" {
-		return fmt.Errorf("--image must not be empty")
-	}
-	if o.Timeout <= 0 {
-		return fmt.Errorf("--timeout must be positive, got %s", o.Timeout)
+	if err := validateHelper(o.Image, o.PullPolicy, o.Timeout); err != nil {
+		return err
 	}
 	if o.Heartbeat < minHeartbeat {
 		return fmt.Errorf("--heartbeat must be at least %s, got %s", minHeartbeat, o.Heartbeat)

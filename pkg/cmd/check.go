@@ -120,16 +120,8 @@ func (o *CheckOptions) validate(flag string) error {
 	if err := report.ValidFormat(o.Output); err != nil {
 		return err
 	}
-	switch corev1.PullPolicy(o.PullPolicy) {
-	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
-	default:
-		return fmt.Errorf("--image-pull-policy must be Always, IfNotPresent or Never, got %q", o.PullPolicy)
-	}
-	if strings.TrimSpace(o.Image) == "" {
-		return fmt.Errorf("--image must not be empty")
-	}
-	if o.Timeout <= 0 {
-		return fmt.Errorf("--timeout must be positive, got %s", o.Timeout)
+	if err := validateHelper(o.Image, o.PullPolicy, o.Timeout); err != nil {
+		return err
 	}
 	if o.MaxConcurrency < 1 {
 		return fmt.Errorf("--max-concurrency must be at least 1, got %d", o.MaxConcurrency)

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
@@ -60,3 +63,20 @@ func (c *clusterOptions) completeCluster() (kubernetes.Interface, error) {
 func joinComma(s []string) string { return strings.Join(s, ",") }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// validateHelper checks the flags that choose and start the helper, shared by
+// every command that injects it.
+func validateHelper(image, pullPolicy string, timeout time.Duration) error {
+	switch corev1.PullPolicy(pullPolicy) {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		return fmt.Errorf("--image-pull-policy must be Always, IfNotPresent or Never, got %q", pullPolicy)
+	}
+	if strings.TrimSpace(image) == "" {
+		return fmt.Errorf("--image must not be empty")
+	}
+	if timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive, got %s", timeout)
+	}
+	return nil
+}
