@@ -336,3 +336,39 @@ func TestCaptureReaderGoes(t *testing.T) {
 		t.Errorf("no summary saying the reader left:\n%s", stderr.String())
 	}
 }
+
+// TestCaptureNodeBridge captures on the node's cbr0 through a node-debug
+// pod: the node sees the pod's HTTP on its bridge, and the pod is gone after.
+func TestCaptureNodeBridge(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t)
+	pod := c.webPod(t, ns, "web")
+	file := filepath.Join(t.TempDir(), "node.pcap")
+	filter := fmt.Sprintf("host %s and tcp port 8080", pod.Status.PodIP)
+	capture := c.start(t, "netdiag", "capture", "node/"+c.node, "-n", ns, "--interface", "cbr0", "-f", filter, "-w", file)
+	capture.stderr.waitFor(t, "capturing on node/"+c.node+" cbr0", 90*time.Second)
+	httpGets(t, pod.Status.PodIP, "/node-1", "/node-2")
+	time.Sleep(time.Second)
+	if err := capture.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := capture.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after Ctrl-C, want 0", code)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var requests []string
+	for _, p := range readCapture(t, data) {
+		if bytes.HasPrefix(p.payload, []byte("GET ")) {
+			requests = append(requests, strings.Fields(string(p.payload))[1])
+		}
+	}
+	if strings.Join(requests, ",") != "/node-1,/node-2" {
+		t.Errorf("requests seen on cbr0: %v, want [/node-1 /node-2]", requests)
+	}
+	if pods := c.netdiagPods(t); len(pods) > 0 {
+		t.Errorf("node-debug pod left after the capture: %s/%s", pods[0].Namespace, pods[0].Name)
+	}
+}

@@ -43,7 +43,10 @@ var captureExample = `  # Capture HTTPS traffic of pod web-0 into web.pcap until
   kubectl netdiag capture -n shop api-7d9f -f 'port 53' -w - | tcpdump -nr -
 
   # The first 1000 packets, headers only, as pcapng
-  kubectl netdiag capture pod/web-0 -s 128 --count 1000 --format pcapng -w web.pcapng`
+  kubectl netdiag capture pod/web-0 -s 128 --count 1000 --format pcapng -w web.pcapng
+
+  # One pod's HTTP as the node's bridge sees it
+  kubectl netdiag capture node/gke-pool-1-abcd --interface cbr0 -f 'host 10.4.1.5 and port 80' -w node.pcap`
 
 // CaptureOptions drives `kubectl netdiag capture`.
 type CaptureOptions struct {
@@ -89,15 +92,20 @@ func NewCaptureOptions(configFlags *genericclioptions.ConfigFlags, streams gener
 func NewCmdCapture(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	o := NewCaptureOptions(configFlags, streams)
 	cmd := &cobra.Command{
-		Use:   "capture [pod/]NAME [-c CONTAINER] [-f FILTER] [-w FILE|-]",
-		Short: "Capture packets in a pod's network namespace",
-		Long: `Capture packets in a pod's network namespace.
+		Use:   "capture [pod/]NAME | node/NAME [-c CONTAINER] [--interface IF] [-f FILTER] [-w FILE|-|--wireshark]",
+		Short: "Capture packets in a pod's network namespace, or on a node's interface",
+		Long: `Capture packets in a pod's network namespace, or on a node's interface.
 
 An ephemeral container running the netdiag helper (capabilities NET_RAW and
 NET_ADMIN only, not privileged) is added to the pod, or a running one from an
 earlier capture is reused. The pcap streams back over exec into the file
-given with -w, or to stdout with -w - (or when stdout is a pipe). Ctrl-C
-stops the capture and leaves a complete file.`,
+given with -w, or to stdout with -w - (or when stdout is a pipe), or live
+into Wireshark with --wireshark. Ctrl-C stops the capture and leaves a
+complete file.
+
+node/NAME captures on an interface of the node (--interface: cbr0, eth0, a
+pod's veth) through a short-lived node-debug pod (privileged, host network,
+deleted at the end) in the current namespace.`,
 		Example: captureExample,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.Complete(args); err != nil {
@@ -118,7 +126,7 @@ func (o *CaptureOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVarP(&o.Container, "container", "c", o.Container, "container whose network to capture (default: the pod's kubectl.kubernetes.io/default-container, else its first container)")
 	f.StringVarP(&o.Filter, "filter", "f", o.Filter, "capture filter in tcpdump (pcap-filter) syntax, e.g. 'tcp port 443'")
-	f.StringVar(&o.Interface, "interface", o.Interface, "interface to capture on, in the pod's network namespace")
+	f.StringVar(&o.Interface, "interface", o.Interface, "interface to capture on: in the pod's network namespace, or on the node for node/NAME")
 	f.IntVarP(&o.Snaplen, "snaplen", "s", o.Snaplen, "bytes to keep of each packet (1..262144)")
 	f.Int64Var(&o.Count, "count", o.Count, "stop after this many packets (0: no limit)")
 	f.DurationVar(&o.Duration, "duration", o.Duration, "stop after this long, e.g. 30s (0: until Ctrl-C)")
@@ -138,9 +146,12 @@ func (o *CaptureOptions) Complete(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("capture needs exactly one pod, e.g. kubectl netdiag capture pod/web-0 (got %d arguments)", len(args))
 	}
-	t, err := target.ParsePod(args[0])
+	t, err := target.ParseCapture(args[0])
 	if err != nil {
 		return err
+	}
+	if t.Kind == target.KindNode && o.Container != "" {
+		return fmt.Errorf("-c/--container names a container of a pod; a node capture takes --interface, e.g. --interface cbr0")
 	}
 	o.Target = t
 	if o.IsTerminal == nil {
@@ -309,8 +320,8 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 		return f, nil
 	}
 	cfg := podcapture.Config{
-		Namespace:  o.Namespace,
 		Pod:        o.Target.Name,
+		Namespace:  o.Namespace,
 		Container:  o.Container,
 		Interface:  o.Interface,
 		Filter:     o.Filter,
@@ -325,6 +336,9 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 		Heartbeat:  o.Heartbeat,
 		Open:       open,
 		OutputName: outputName,
+	}
+	if o.Target.Kind == target.KindNode {
+		cfg.Pod, cfg.Node = "", o.Target.Name
 	}
 	deps := podcapture.Deps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, ErrOut: o.ErrOut}
 	res, err := podcapture.Run(ctx, deps, cfg)

@@ -71,7 +71,7 @@ func TestCaptureComplete(t *testing.T) {
 		{nil, "capture needs exactly one pod, e.g. kubectl netdiag capture pod/web-0 (got 0 arguments)"},
 		{[]string{"a", "b"}, "capture needs exactly one pod, e.g. kubectl netdiag capture pod/web-0 (got 2 arguments)"},
 		{[]string{"deploy/web"}, `"deploy/web" is a deployment, not a pod: this command works on one pod for now, e.g. pod/NAME`},
-		{[]string{"node/n1"}, `"node/n1" is a node, not a pod: this command works on one pod for now, e.g. pod/NAME`},
+		{[]string{"svc/web"}, `"svc/web" is a service, not a pod: this command works on one pod for now, e.g. pod/NAME`},
 		{[]string{"widget/x"}, `unknown target type "widget" in "widget/x": name a pod, e.g. pod/web-0`},
 		{[]string{"pod/"}, `missing pod name in "pod/"`},
 		{[]string{"pod/web-0"}, ""},
@@ -94,6 +94,20 @@ func TestCaptureComplete(t *testing.T) {
 		if err == nil && o.Target.Name != "web-0" {
 			t.Errorf("Complete(%q): target %v", tt.args, o.Target)
 		}
+	}
+}
+
+func TestCaptureCompleteNode(t *testing.T) {
+	streams, _, _, _ := genericiooptions.NewTestIOStreams()
+	o := NewCaptureOptions(genericclioptions.NewConfigFlags(true), streams)
+	o.Namespace, o.Client, o.Executor = "shop", fake.NewClientset(), fakeExec{}
+	if err := o.Complete([]string{"node/n1"}); err != nil || o.Target.String() != "node/n1" {
+		t.Fatalf("Complete(node/n1) = %v, target %v", err, o.Target)
+	}
+	o.Container = "app"
+	want := "-c/--container names a container of a pod; a node capture takes --interface, e.g. --interface cbr0"
+	if err := o.Complete([]string{"no/n1"}); err == nil || err.Error() != want {
+		t.Errorf("node capture with -c: %v, want %s", err, want)
 	}
 }
 

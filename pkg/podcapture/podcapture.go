@@ -34,6 +34,9 @@ type Config struct {
 	Pod       string
 	// Container is the target container; "" picks the default one.
 	Container string
+	// Node, when set instead of Pod, captures on an interface of that node
+	// through a node-debug pod in Namespace.
+	Node string
 
 	Interface string
 	Filter    string
@@ -61,6 +64,15 @@ type Config struct {
 	OutputName string
 }
 
+// Label names the capture's target the way kubectl does: pod/NAME or
+// node/NAME.
+func (c Config) Label() string {
+	if c.Node != "" {
+		return "node/" + c.Node
+	}
+	return "pod/" + c.Pod
+}
+
 // Deps are the seams tests replace.
 type Deps struct {
 	Client     kubernetes.Interface
@@ -72,7 +84,7 @@ type Deps struct {
 
 // Result is what a finished capture reports.
 type Result struct {
-	Pod       string
+	Target    string // pod/NAME or node/NAME
 	Container string // the netdiag ephemeral container
 	Interface string
 	Stats     protocol.Stats
@@ -85,8 +97,8 @@ type Result struct {
 
 // Summary is the one line printed after a capture.
 func (r Result) Summary(output string) string {
-	s := fmt.Sprintf("captured %d packets (%s) on pod/%s %s, %d dropped by the kernel → %s",
-		r.Stats.Packets, HumanBytes(r.Stats.Bytes), r.Pod, r.Interface, r.Stats.KernelDrops, output)
+	s := fmt.Sprintf("captured %d packets (%s) on %s %s, %d dropped by the kernel → %s",
+		r.Stats.Packets, HumanBytes(r.Stats.Bytes), r.Target, r.Interface, r.Stats.KernelDrops, output)
 	if r.ReaderGone {
 		s += fmt.Sprintf(", which its reader closed after %s", HumanBytes(uint64(r.Written)))
 	}
@@ -201,7 +213,10 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	if deps.NameSuffix == nil {
 		deps.NameSuffix = kube.RandomSuffix
 	}
-	res := Result{Pod: cfg.Pod, Interface: cfg.Interface}
+	if cfg.Node != "" {
+		return runNode(ctx, deps, cfg)
+	}
+	res := Result{Target: cfg.Label(), Interface: cfg.Interface}
 
 	pod, target, err := CheckPod(ctx, deps.Client, cfg)
 	if err != nil {
@@ -216,14 +231,6 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	counted := newOutputWriter(out)
-	closeOut := func() error {
-		if err := out.Close(); err != nil {
-			return fmt.Errorf("closing %s: %w", cfg.OutputName, err)
-		}
-		return nil
-	}
-
 	if name != "" {
 		res.Reused = true
 		klog.V(1).Infof("reusing netdiag container %s in pod %s/%s", name, pod.Namespace, pod.Name)
@@ -232,21 +239,59 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 		name = ec.Name
 		klog.V(1).Infof("adding netdiag container %s (image %s, target %s) to pod %s/%s", name, cfg.Image, target, pod.Namespace, pod.Name)
 		if _, err := kube.AddEphemeralContainer(ctx, deps.Client, pod, ec); err != nil {
-			_ = closeOut()
+			_ = out.Close()
 			return res, err
 		}
 		if _, err := kube.WaitForEphemeralRunning(ctx, deps.Client, pod.Namespace, pod.Name, name, cfg.Timeout); err != nil {
-			_ = closeOut()
+			_ = out.Close()
 			return res, err
 		}
 	}
 	res.Container = name
+	return capture(ctx, deps, cfg, res, kube.Pod{Namespace: pod.Namespace, Name: pod.Name}, name, out)
+}
 
-	stderr := &stderrParser{errOut: deps.ErrOut, pod: cfg.Pod, iface: cfg.Interface}
-	execErr := stream(ctx, deps, cfg, kube.Pod{Namespace: pod.Namespace, Name: pod.Name}, name, counted, stderr)
+// runNode captures on a node's interface through a node-debug pod, deleted
+// at the end whatever happens.
+func runNode(ctx context.Context, deps Deps, cfg Config) (Result, error) {
+	res := Result{Target: cfg.Label(), Interface: cfg.Interface}
+	if _, err := deps.Client.CoreV1().Nodes().Get(ctx, cfg.Node, metav1.GetOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return res, fmt.Errorf("node %q not found (list them with: kubectl get nodes)", cfg.Node)
+		}
+		return res, fmt.Errorf("reading node %s: %w", cfg.Node, err)
+	}
+	if err := kube.PreflightNodePods(ctx, deps.Client, cfg.Namespace); err != nil {
+		return res, err
+	}
+	out, err := cfg.Open()
+	if err != nil {
+		return res, err
+	}
+	session, err := kube.StartNodePod(ctx, kube.NodeDeps{
+		Client: deps.Client, Executor: deps.Executor, NameSuffix: deps.NameSuffix, StartTimeout: cfg.Timeout,
+	}, kube.NodePodSpec{Node: cfg.Node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy})
+	if err != nil {
+		_ = out.Close()
+		return res, err
+	}
+	defer session.Close()
+	res.Container = kube.NodeContainerName
+	return capture(ctx, deps, cfg, res, session.Pod, kube.NodeContainerName, out)
+}
+
+// capture runs the helper in container of pod, streams its pcap into out
+// (closed at the end) and turns its stderr into the result.
+func capture(ctx context.Context, deps Deps, cfg Config, res Result, pod kube.Pod, container string, out io.WriteCloser) (Result, error) {
+	counted := newOutputWriter(out)
+	stderr := &stderrParser{errOut: deps.ErrOut, target: cfg.Label(), iface: cfg.Interface}
+	execErr := stream(ctx, deps, cfg, pod, container, counted, stderr)
 	stderr.flush()
 	res.Written = counted.n
-	closeErr := closeOut()
+	closeErr := out.Close()
+	if closeErr != nil {
+		closeErr = fmt.Errorf("closing %s: %w", cfg.OutputName, closeErr)
+	}
 	if counted.err != nil {
 		if !counted.readerGone() {
 			return res, fmt.Errorf("writing %s: %w; the capture was stopped", cfg.OutputName, counted.err)
@@ -256,16 +301,16 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	}
 
 	if stderr.errMsg != "" {
-		return res, fmt.Errorf("capture in pod/%s failed: %s", cfg.Pod, stderr.errMsg)
+		return res, fmt.Errorf("capture in %s failed: %s", cfg.Label(), stderr.errMsg)
 	}
 	if stderr.stats == nil {
 		switch {
 		case execErr != nil && !stderr.started:
-			return res, fmt.Errorf("cannot run the helper in container %s of pod %s/%s: %w", name, pod.Namespace, pod.Name, execErr)
+			return res, fmt.Errorf("cannot run the helper in container %s of pod %s/%s: %w", container, pod.Namespace, pod.Name, execErr)
 		case execErr != nil:
-			return res, fmt.Errorf("the capture stream from pod/%s broke before the helper reported its stats (%v); %s may be incomplete", cfg.Pod, execErr, cfg.OutputName)
+			return res, fmt.Errorf("the capture stream from %s broke before the helper reported its stats (%v); %s may be incomplete", cfg.Label(), execErr, cfg.OutputName)
 		default:
-			return res, fmt.Errorf("the helper in pod/%s ended without reporting its stats; %s may be incomplete", cfg.Pod, cfg.OutputName)
+			return res, fmt.Errorf("the helper in %s ended without reporting its stats; %s may be incomplete", cfg.Label(), cfg.OutputName)
 		}
 	}
 	if execErr != nil {
@@ -306,9 +351,9 @@ func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container 
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		fmt.Fprintf(deps.ErrOut, "stopping the capture on pod/%s, waiting up to %s for the helper to finish the file...\n", cfg.Pod, cfg.Grace)
+		fmt.Fprintf(deps.ErrOut, "stopping the capture on %s, waiting up to %s for the helper to finish the file...\n", cfg.Label(), cfg.Grace)
 	case <-stdout.gone:
-		fmt.Fprintf(deps.ErrOut, "the reader of %s went away (%v); stopping the capture on pod/%s\n", cfg.OutputName, stdout.err, cfg.Pod)
+		fmt.Fprintf(deps.ErrOut, "the reader of %s went away (%v); stopping the capture on %s\n", cfg.OutputName, stdout.err, cfg.Label())
 	}
 	closeStdin()
 	grace := time.NewTimer(cfg.Grace)
@@ -385,7 +430,7 @@ func (o *outputWriter) readerGone() bool {
 // stderrParser reads the helper's stderr JSON lines as they arrive.
 type stderrParser struct {
 	errOut io.Writer
-	pod    string
+	target string // pod/NAME or node/NAME
 	iface  string
 
 	buf     []byte
@@ -445,7 +490,7 @@ func (p *stderrParser) line(raw []byte) {
 		if r.Filter != "" {
 			filter = fmt.Sprintf(" (filter %q)", r.Filter)
 		}
-		fmt.Fprintf(p.errOut, "capturing on pod/%s %s%s, Ctrl-C to stop\n", p.pod, p.iface, filter)
+		fmt.Fprintf(p.errOut, "capturing on %s %s%s, Ctrl-C to stop\n", p.target, p.iface, filter)
 	case protocol.TypeError:
 		var e protocol.Error
 		if err := l.Decode(&e); err == nil && e.Message != "" {
