@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -401,4 +402,81 @@ func TestHumanBytes(t *testing.T) {
 			t.Errorf("HumanBytes(%d) = %q, want %q", n, got, want)
 		}
 	}
+}
+
+// nodeCluster is a fake API server with one node; the node-debug pod the
+// capture creates is reported Running by the watch.
+func nodeCluster(t *testing.T) *fake.Clientset {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}
+	client := fake.NewClientset(node, ns)
+	client.PrependWatchReactor("pods", func(a k8stesting.Action) (bool, watch.Interface, error) {
+		l, err := client.Tracker().List(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, "shop")
+		if err != nil {
+			return true, nil, err
+		}
+		w := watch.NewFakeWithChanSize(1, false)
+		for _, p := range l.(*corev1.PodList).Items {
+			p.Status.Phase = corev1.PodRunning
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: kube.NodeContainerName, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+			w.Modify(p.DeepCopy())
+		}
+		return true, w, nil
+	})
+	return client
+}
+
+func TestCaptureNode(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ex   *replay
+		want string // error; "" for success
+	}{
+		{name: "captures", ex: &replay{stdout: pcapBytes, stderr: statsLine}},
+		{name: "stream broke", ex: &replay{stdout: pcapBytes, err: errors.New("connection reset")},
+			want: "the capture stream from node/node-1 broke before the helper reported its stats (connection reset); web.pcap may be incomplete"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client := nodeCluster(t)
+			out := &memFile{}
+			cfg := config(out)
+			cfg.Pod, cfg.Node, cfg.Interface = "", "node-1", "cbr0"
+			var errOut bytes.Buffer
+			res, err := Run(context.Background(), Deps{Client: client, Executor: tt.ex, NameSuffix: func() string { return "abcde" }, ErrOut: &errOut}, cfg)
+			if tt.want != "" {
+				if err == nil || err.Error() != tt.want {
+					t.Fatalf("error:\n got %v\nwant %s", err, tt.want)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if tt.ex.container != kube.NodeContainerName {
+				t.Errorf("exec in container %q, want the node pod's %q", tt.ex.container, kube.NodeContainerName)
+			}
+			if !slices.Contains(tt.ex.cmd, "cbr0") {
+				t.Errorf("helper command %v does not capture on cbr0", tt.ex.cmd)
+			}
+			pods, _ := client.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{})
+			if len(pods.Items) != 0 {
+				t.Errorf("node-debug pod %s left after the capture", pods.Items[0].Name)
+			}
+			if tt.want == "" {
+				if !bytes.Equal(out.Bytes(), pcapBytes) || !out.closed {
+					t.Errorf("output: %d bytes, closed %v", out.Len(), out.closed)
+				}
+				if got := res.Summary("web.pcap"); !strings.HasPrefix(got, "captured 10 packets") || !strings.Contains(got, "on node/node-1 ") {
+					t.Errorf("summary %q", got)
+				}
+			}
+		})
+	}
+
+	t.Run("missing node", func(t *testing.T) {
+		cfg := config(&memFile{})
+		cfg.Pod, cfg.Node = "", "nope"
+		_, err := Run(context.Background(), Deps{Client: fake.NewClientset(), Executor: &replay{}, ErrOut: io.Discard}, cfg)
+		if want := `node "nope" not found (list them with: kubectl get nodes)`; err == nil || err.Error() != want {
+			t.Errorf("error %v, want %s", err, want)
+		}
+	})
 }
