@@ -1,6 +1,7 @@
 // Command netdiag-helper runs inside the injected container (or the node
 // pod) and does what must happen in the pod's or node's namespaces: packet
-// capture and checks. See ../shared/DESIGN.md, "The helper contract".
+// capture and checks. Its command line and JSON lines are a contract (README,
+// "How it works"; pkg/protocol): extend them, never rename them.
 package main
 
 import (

@@ -3,7 +3,8 @@
 # Go + libpcap's filter compiler, linked with musl.
 #
 # libpcap comes from Debian's source package (see
-# ../shared/notes/static-libpcap.md), built once with musl-gcc and cached
+# README, "How it works": a pure-Go filter compiler silently matched
+# everything for portrange), built once with musl-gcc and cached
 # under $CACHE_DIR/libpcap/<version>/, so later builds take no time.
 #
 #   OUT=_output/bin/netdiag-helper LDFLAGS='-s -w -X ...' hack/build-helper.sh
