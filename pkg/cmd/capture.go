@@ -24,7 +24,6 @@ import (
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/filter"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/podcapture"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/target"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/version"
 )
 
 const (
@@ -53,20 +52,19 @@ type CaptureOptions struct {
 	clusterOptions
 	genericiooptions.IOStreams
 
-	Container  string
-	Filter     string
-	Interface  string
-	Snaplen    int
-	Count      int64
-	Duration   time.Duration
-	MaxBytes   int64
-	Output     string
-	Wireshark  bool
-	Format     string
-	Image      string
-	PullPolicy string
-	Timeout    time.Duration
-	Heartbeat  time.Duration
+	Container string
+	Filter    string
+	Interface string
+	Snaplen   int
+	Count     int64
+	Duration  time.Duration
+	MaxBytes  int64
+	Output    string
+	Wireshark bool
+	Format    string
+	imageOptions
+	Timeout   time.Duration
+	Heartbeat time.Duration
 
 	// Set by Complete (tests may preset IsTerminal).
 	Target     target.Target
@@ -81,8 +79,7 @@ func NewCaptureOptions(configFlags *genericclioptions.ConfigFlags, streams gener
 		Interface:      "eth0",
 		Snaplen:        maxSnaplen,
 		Format:         "pcap",
-		Image:          version.HelperImage(),
-		PullPolicy:     string(corev1.PullIfNotPresent),
+		imageOptions:   newImageOptions(),
 		Timeout:        time.Minute,
 		Heartbeat:      defaultHeartbeat,
 	}
@@ -134,8 +131,7 @@ func (o *CaptureOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVarP(&o.Output, "write", "w", o.Output, "file to write the capture to (mode 0600), or - for stdout (default: stdout when it is not a terminal)")
 	f.BoolVar(&o.Wireshark, "wireshark", o.Wireshark, "stream the capture live into Wireshark (runs wireshark -k -i - on this machine)")
 	f.StringVar(&o.Format, "format", o.Format, "file format: pcap or pcapng")
-	f.StringVar(&o.Image, "image", o.Image, "helper image to inject")
-	f.StringVar(&o.PullPolicy, "image-pull-policy", o.PullPolicy, "pull policy of the helper image: Always, IfNotPresent or Never")
+	o.imageOptions.addFlags(f, "helper image to inject")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the helper container to start")
 	f.DurationVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "the helper stops when it hears nothing from the plugin for this long")
 	_ = f.MarkHidden("heartbeat")
@@ -178,8 +174,11 @@ func (o *CaptureOptions) Validate() error {
 	if o.Format != "pcap" && o.Format != "pcapng" {
 		return fmt.Errorf("--format must be pcap or pcapng, got %q", o.Format)
 	}
-	if err := validateHelper(o.Image, o.PullPolicy, o.Timeout); err != nil {
+	if err := validateHelper(&o.imageOptions, o.Timeout); err != nil {
 		return err
+	}
+	if len(o.PullSecrets) > 0 && o.Target.Kind != target.KindNode {
+		return fmt.Errorf("--image-pull-secret applies to node pods only: an ephemeral container pulls with its pod's own imagePullSecrets; add the secret to the pod's spec.imagePullSecrets (or its service account), or mirror the image to a registry the pod can pull from and pass --image")
 	}
 	if o.Heartbeat < minHeartbeat {
 		return fmt.Errorf("--heartbeat must be at least %s, got %s", minHeartbeat, o.Heartbeat)
@@ -320,22 +319,23 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 		return f, nil
 	}
 	cfg := podcapture.Config{
-		Pod:        o.Target.Name,
-		Namespace:  o.Namespace,
-		Container:  o.Container,
-		Interface:  o.Interface,
-		Filter:     o.Filter,
-		Snaplen:    o.Snaplen,
-		Count:      o.Count,
-		Duration:   o.Duration,
-		MaxBytes:   o.MaxBytes,
-		Format:     o.Format,
-		Image:      o.Image,
-		PullPolicy: corev1.PullPolicy(o.PullPolicy),
-		Timeout:    o.Timeout,
-		Heartbeat:  o.Heartbeat,
-		Open:       open,
-		OutputName: outputName,
+		Pod:         o.Target.Name,
+		Namespace:   o.Namespace,
+		Container:   o.Container,
+		Interface:   o.Interface,
+		Filter:      o.Filter,
+		Snaplen:     o.Snaplen,
+		Count:       o.Count,
+		Duration:    o.Duration,
+		MaxBytes:    o.MaxBytes,
+		Format:      o.Format,
+		Image:       o.Image,
+		PullPolicy:  corev1.PullPolicy(o.PullPolicy),
+		PullSecrets: o.pullSecrets(),
+		Timeout:     o.Timeout,
+		Heartbeat:   o.Heartbeat,
+		Open:        open,
+		OutputName:  outputName,
 	}
 	if o.Target.Kind == target.KindNode {
 		cfg.Pod, cfg.Node = "", o.Target.Name

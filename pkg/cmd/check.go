@@ -27,7 +27,6 @@ import (
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/report"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/target"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/version"
 )
 
 // knownChecks are the helper's checks (pkg/checks.AllChecks; the plugin
@@ -42,9 +41,8 @@ type CheckOptions struct {
 	clusterOptions
 	genericiooptions.IOStreams
 
-	Output          string
-	Image           string
-	PullPolicy      string
+	Output string
+	imageOptions
 	Timeout         time.Duration
 	RuntimeEndpoint string
 	MaxConcurrency  int
@@ -76,8 +74,7 @@ func newCheckOptions(configFlags *genericclioptions.ConfigFlags, streams generic
 		clusterOptions: clusterOptions{configFlags: configFlags},
 		IOStreams:      streams,
 		Output:         "table",
-		Image:          version.HelperImage(),
-		PullPolicy:     string(corev1.PullIfNotPresent),
+		imageOptions:   newImageOptions(),
 		Timeout:        time.Minute,
 		MaxConcurrency: nodecheck.DefaultMaxConcurrency,
 		prompt:         &prompter{},
@@ -87,8 +84,7 @@ func newCheckOptions(configFlags *genericclioptions.ConfigFlags, streams generic
 func (o *CheckOptions) addFlags(cmd *cobra.Command, changes string) {
 	f := cmd.Flags()
 	f.StringVarP(&o.Output, "output", "o", o.Output, "output format: table, json or yaml")
-	f.StringVar(&o.Image, "image", o.Image, "helper image of the node-debug pod")
-	f.StringVar(&o.PullPolicy, "image-pull-policy", o.PullPolicy, "pull policy of the helper image: Always, IfNotPresent or Never")
+	o.imageOptions.addFlags(f, "helper image of the node-debug pod")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for each node-debug pod to start")
 	f.StringVar(&o.RuntimeEndpoint, "runtime-endpoint", o.RuntimeEndpoint, "the node's CRI socket, e.g. unix:///run/containerd/containerd.sock (default: asked of the kubelet, else the runtime's default sockets)")
 	if changes != "" {
@@ -120,7 +116,7 @@ func (o *CheckOptions) validate(flag string) error {
 	if err := report.ValidFormat(o.Output); err != nil {
 		return err
 	}
-	if err := validateHelper(o.Image, o.PullPolicy, o.Timeout); err != nil {
+	if err := validateHelper(&o.imageOptions, o.Timeout); err != nil {
 		return err
 	}
 	if o.MaxConcurrency < 1 {
@@ -192,6 +188,7 @@ func (o *CheckOptions) run(ctx context.Context, nodes []string, cfg nodecheck.Co
 	cfg.Namespace = o.Namespace
 	cfg.Image = o.Image
 	cfg.PullPolicy = corev1.PullPolicy(o.PullPolicy)
+	cfg.PullSecrets = o.pullSecrets()
 	cfg.StartTimeout = o.Timeout
 	cfg.MaxConcurrency = o.MaxConcurrency
 	cfg.RuntimeEndpoint = o.RuntimeEndpoint

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 
@@ -66,14 +64,9 @@ func itoa(n int) string { return strconv.Itoa(n) }
 
 // validateHelper checks the flags that choose and start the helper, shared by
 // every command that injects it.
-func validateHelper(image, pullPolicy string, timeout time.Duration) error {
-	switch corev1.PullPolicy(pullPolicy) {
-	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
-	default:
-		return fmt.Errorf("--image-pull-policy must be Always, IfNotPresent or Never, got %q", pullPolicy)
-	}
-	if strings.TrimSpace(image) == "" {
-		return fmt.Errorf("--image must not be empty")
+func validateHelper(image *imageOptions, timeout time.Duration) error {
+	if err := image.validate(); err != nil {
+		return err
 	}
 	if timeout <= 0 {
 		return fmt.Errorf("--timeout must be positive, got %s", timeout)

@@ -44,6 +44,8 @@ type NodePodSpec struct {
 	Namespace  string
 	Image      string
 	PullPolicy corev1.PullPolicy
+	// PullSecrets are the pod's imagePullSecrets, for a private registry.
+	PullSecrets []corev1.LocalObjectReference
 	// Writable mounts the host's / read-write (a --fix or --kill needs it);
 	// otherwise it is read-only.
 	Writable bool
@@ -82,6 +84,7 @@ func NewNodePod(spec NodePodSpec, nameSuffix string) *corev1.Pod {
 			AutomountServiceAccountToken:  ptr.To(false),
 			EnableServiceLinks:            ptr.To(false),
 			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			ImagePullSecrets:              spec.PullSecrets,
 			Containers: []corev1.Container{{
 				Name:                     NodeContainerName,
 				Image:                    spec.Image,

@@ -15,7 +15,7 @@ import (
 
 func TestNewNodePod(t *testing.T) {
 	for _, writable := range []bool{false, true} {
-		got := NewNodePod(NodePodSpec{Node: "node-1", Namespace: "ops", Image: "img:v1", PullPolicy: corev1.PullNever, Writable: writable}, "ab1cd")
+		got := NewNodePod(NodePodSpec{Node: "node-1", Namespace: "ops", Image: "img:v1", PullPolicy: corev1.PullNever, PullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}}, Writable: writable}, "ab1cd")
 		want := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{
 				Name:      "netdiag-node-node-1-ab1cd",
@@ -32,6 +32,7 @@ func TestNewNodePod(t *testing.T) {
 				AutomountServiceAccountToken:  ptr.To(false),
 				EnableServiceLinks:            ptr.To(false),
 				Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+				ImagePullSecrets:              []corev1.LocalObjectReference{{Name: "regcred"}},
 				Containers: []corev1.Container{{
 					Name:                     "netdiag",
 					Image:                    "img:v1",

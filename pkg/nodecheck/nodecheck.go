@@ -75,9 +75,10 @@ func NodePods(ctx context.Context, client kubernetes.Interface, node string) ([]
 
 // Config is one run over nodes.
 type Config struct {
-	Namespace  string
-	Image      string
-	PullPolicy corev1.PullPolicy
+	Namespace   string
+	Image       string
+	PullPolicy  corev1.PullPolicy
+	PullSecrets []corev1.LocalObjectReference
 	// StartTimeout bounds the wait for each node pod to run.
 	StartTimeout time.Duration
 	// MaxConcurrency bounds how many nodes are worked on at once.
@@ -165,7 +166,7 @@ func runNode(ctx context.Context, deps kube.NodeDeps, cfg Config, node string) r
 	args = append(args, "--pods-json", "-")
 
 	s, err := kube.StartNodePod(ctx, deps, kube.NodePodSpec{
-		Node: node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, Writable: cfg.Writable,
+		Node: node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, PullSecrets: cfg.PullSecrets, Writable: cfg.Writable,
 	})
 	if err != nil {
 		res.Err = err

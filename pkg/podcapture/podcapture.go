@@ -48,6 +48,8 @@ type Config struct {
 
 	Image      string
 	PullPolicy corev1.PullPolicy
+	// PullSecrets are the node pod's imagePullSecrets (node captures).
+	PullSecrets []corev1.LocalObjectReference
 	// Timeout bounds the wait for the netdiag container to run.
 	Timeout time.Duration
 	// Heartbeat is the helper's --heartbeat; HeartbeatEvery is how often
@@ -270,7 +272,7 @@ func runNode(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	}
 	session, err := kube.StartNodePod(ctx, kube.NodeDeps{
 		Client: deps.Client, Executor: deps.Executor, NameSuffix: deps.NameSuffix, StartTimeout: cfg.Timeout,
-	}, kube.NodePodSpec{Node: cfg.Node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy})
+	}, kube.NodePodSpec{Node: cfg.Node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, PullSecrets: cfg.PullSecrets})
 	if err != nil {
 		_ = out.Close()
 		return res, err
