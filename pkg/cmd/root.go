@@ -15,6 +15,12 @@ import (
 
 // NewCmdRoot builds `kubectl netdiag` and its subcommands.
 func NewCmdRoot(streams genericiooptions.IOStreams) *cobra.Command {
+	return newCmdRoot(streams, completionClient)
+}
+
+// newCmdRoot builds the commands; completion lists pods, nodes and
+// namespaces with a client from newClient (tests inject a fake one).
+func newCmdRoot(streams genericiooptions.IOStreams, newClient clientFactory) *cobra.Command {
 	configFlags := genericclioptions.NewConfigFlags(true)
 	cmd := &cobra.Command{
 		Use:   "kubectl-netdiag",
@@ -44,6 +50,9 @@ packages to install on nodes.`,
 	cmd.AddCommand(NewCmdConntrack(configFlags, streams))
 	cmd.AddCommand(NewCmdStale(configFlags, streams))
 	cmd.AddCommand(NewCmdCleanup(configFlags, streams))
+	// Ours, so cobra adds no default completion command.
+	cmd.AddCommand(NewCmdCompletion(streams))
+	(&completer{configFlags: configFlags, newClient: newClient}).register(cmd)
 	return cmd
 }
 
