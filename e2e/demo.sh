@@ -53,8 +53,9 @@ echo "== kubectl netdiag capture pod/web -n $ns -f 'tcp port 8080' --duration 5s
 k netdiag capture pod/web -n "$ns" -f 'tcp port 8080' --duration 5s -w "$out"
 
 echo
-echo "== what was captured (tcpdump -nr $out | head -20)"
-tcpdump -nr "$out" 2>/dev/null | head -20
+echo "== what was captured (tcpdump -nr $out -c 20)"
+# -c, not "| head": under pipefail tcpdump dies writing into a closed pipe.
+tcpdump -nr "$out" -c 20 2>/dev/null
 
 echo
 echo "== kubectl netdiag node check $NODE_NAME -n $ns"
