@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -227,9 +226,12 @@ func TestCheckStaleProcess(t *testing.T) {
 	c.noNodePodsLeft(t, ns)
 }
 
-// (3) conntrack near its max and "table full" in the kernel log →
-// conntrack fail; --fix --yes raises the max and persists it. Last: the
-// kernel log line makes conntrack fail on this node for --recent (1h).
+// (3) conntrack near its max → conntrack warn with the recommended max;
+// --fix --yes raises the max and persists it, and the check reads ok. The
+// kernel log is not written to: it is the host's, shared with every other
+// user of the machine, and a "table full" line would count against this node
+// afterwards. Its parsing and judging are covered by --kmsg fixtures
+// (pkg/checks).
 func TestCheckConntrackFull(t *testing.T) {
 	c := getCluster(t)
 	requireRoot(t)
@@ -252,7 +254,7 @@ func TestCheckConntrackFull(t *testing.T) {
 	})
 	count := readInt(t, countPath)
 	// About 83% full: a warn, with headroom for the API connections the
-	// test itself opens.
+	// test itself opens (the table is never full: nothing is dropped).
 	lowered := count*100/83 + 1
 	if lowered < count+10 {
 		lowered = count + 10
@@ -260,20 +262,17 @@ func TestCheckConntrackFull(t *testing.T) {
 	if err := writeInt(maxPath, lowered); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile("/dev/kmsg", []byte("<4>nf_conntrack: table full, dropping packet\n"), 0); err != nil {
-		t.Fatal(err)
-	}
 
 	r := c.run(t, 2*time.Minute, "netdiag", "conntrack", "node/"+c.node, "-n", ns, "-o", "json")
-	if r.code != 3 {
-		t.Fatalf("conntrack: exit %d, want 3\n%s", r.code, r.stdout)
+	if r.code != 0 {
+		t.Fatalf("conntrack: exit %d, want 0 (a warn is not a failure)\n%s", r.code, r.stdout)
 	}
 	rep := parseReport(t, r)
-	fails := rep.find("conntrack", "fail")
-	if len(fails) != 1 || !strings.Contains(rep.Findings[fails[0]].Message, "table full") {
-		t.Fatalf("want a conntrack fail for the table-full message:\n%s", r.stdout)
+	warns := rep.find("conntrack", "warn")
+	if len(warns) != 1 || !strings.Contains(rep.Findings[warns[0]].Message, "% full") {
+		t.Fatalf("want a conntrack warn for the usage:\n%s", r.stdout)
 	}
-	rec, _ := rep.Findings[fails[0]].Data["recommendedMax"].(float64)
+	rec, _ := rep.Findings[warns[0]].Data["recommendedMax"].(float64)
 	if int(rec) <= lowered {
 		t.Fatalf("recommendedMax %v not above the lowered max %d", rec, lowered)
 	}
@@ -286,15 +285,15 @@ func TestCheckConntrackFull(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), fmt.Sprintf("net.netfilter.nf_conntrack_max = %d\n", int(rec))) {
 		t.Errorf("%s: %q (%v)", persisted, b, err)
 	}
-	// The recent kernel message still fails the check: exit 3, but no
-	// error.
-	if r.code != 3 {
-		t.Errorf("node check --fix: exit %d, want 3 (the table-full message is recent)\n%s", r.code, r.stdout)
+	if r.code != 0 {
+		t.Errorf("node check --fix: exit %d, want 0\n%s", r.code, r.stdout)
 	}
 	rep = parseReport(t, r)
 	if len(rep.Actions) != 2 || rep.Actions[0].Result != "done" || rep.Actions[1].Result != "done" {
 		t.Errorf("actions: %+v", rep.Actions)
 	}
+	if f := rep.find("conntrack", "ok"); len(f) != 1 {
+		t.Errorf("after --fix the check is not ok:\n%s", r.stdout)
+	}
 	c.noNodePodsLeft(t, ns)
-	_ = context.Background
 }
