@@ -40,11 +40,15 @@ SERVICE_IP="10.96.0.1"
 BRIDGE="cbr0"
 PAUSE_IMAGE="localhost/netdiag-pause:v1"
 WEB_IMAGE="localhost/netdiag-web:v1"
+# The cluster's own OCI registry (plain HTTP, loopback only, in memory):
+# containerd pulls REGISTRY/... from it, as from a real registry.
+REGISTRY_ADDR="127.0.0.1:5000"
+REGISTRY="localhost:5000"
 
 # Daemons in start order; stop order is the reverse.
-DAEMONS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet)
+DAEMONS=(containerd registry etcd kube-apiserver kube-controller-manager kube-scheduler kubelet)
 # TCP ports our daemons listen on.
-PORTS=(2379 2380 6443 10248 10250 10257 10259)
+PORTS=(2379 2380 5000 6443 10248 10250 10257 10259)
 # Sysctls rewritten by the kubelet / CNI bridge plugin; saved on up, restored on down.
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward)
@@ -88,7 +92,7 @@ proc_alive() {
 proc_cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
 
 # is_ours PID: the process's argv names our state directory and its program
-# is one of ours (containerd, shims, etcd, kube-*, kubelet).
+# is one of ours (containerd, shims, registry, etcd, kube-*, kubelet).
 is_ours() {
   local cmd prog
   proc_alive "$1" || return 1
@@ -96,7 +100,7 @@ is_ours() {
   [[ "${cmd}" == *"${D}/"* ]] || return 1
   prog="$(basename "${cmd%% *}")"
   case "${prog}" in
-    containerd | containerd-shim* | etcd | kube-apiserver | kube-controller-manager | kube-scheduler | kubelet) return 0 ;;
+    containerd | containerd-shim* | registry | etcd | kube-apiserver | kube-controller-manager | kube-scheduler | kubelet) return 0 ;;
   esac
   return 1
 }

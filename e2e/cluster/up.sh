@@ -208,8 +208,9 @@ build_images() {
   log "building images ${PAUSE_IMAGE} and ${WEB_IMAGE}"
   mkdir -p "${IMG_DIR}/web"
   (cd "${REPO}" && CGO_ENABLED=0 go build -trimpath -o "${IMG_DIR}/mkimage" ./hack/mkimage &&
-    CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "${IMG_DIR}/pause" ./e2e/cluster/pause) ||
-    die "building hack/mkimage or e2e/cluster/pause failed"
+    CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "${IMG_DIR}/pause" ./e2e/cluster/pause &&
+    CGO_ENABLED=0 go build -trimpath -o "${D}/bin/registry" ./e2e/cluster/registry) ||
+    die "building hack/mkimage, e2e/cluster/pause or e2e/cluster/registry failed"
   "${IMG_DIR}/mkimage" --tag "${PAUSE_IMAGE}" --out "${IMG_DIR}/pause.tar" \
     --file "${IMG_DIR}/pause:/pause:0755" --entrypoint /pause 2>>"${LOG_DIR}/images.log"
 
@@ -279,10 +280,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = "${CTRD_DIR}/runc"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "${CTRD_DIR}/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "${CNI_CONF_DIR}"
     max_conf_num = 1
+EOF
+  # The local registry speaks plain HTTP on the loopback address.
+  mkdir -p "${CTRD_DIR}/certs.d/${REGISTRY}"
+  cat >"${CTRD_DIR}/certs.d/${REGISTRY}/hosts.toml" <<EOF
+server = "http://${REGISTRY_ADDR}"
+
+[host."http://${REGISTRY_ADDR}"]
+  capabilities = ["pull", "resolve"]
 EOF
   cat >"${CNI_CONF_DIR}/10-${CNI_NET_NAME}.conflist" <<EOF
 {
@@ -399,6 +410,10 @@ start_daemon containerd containerd --config "${CTRD_DIR}/config.toml" --log-leve
 wait_for containerd 30 "containerd socket" ctr --address "${CTRD_SOCK}" version
 import_images
 
+# the registry (images pushed by the tests; the kubelet pulls from it)
+start_daemon registry "${D}/bin/registry" --addr "${REGISTRY_ADDR}"
+wait_for registry 30 "registry on ${REGISTRY_ADDR}" tcp_open 127.0.0.1 "${REGISTRY_ADDR##*:}"
+
 # etcd
 start_daemon etcd "${K8S_BIN}/etcd" --name netdiag --data-dir "${ETCD_DIR}" \
   --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
@@ -467,7 +482,8 @@ NODE_NAME=${NODE_NAME}
 NODE_IP=${NODE_IP}
 KUBECTL=${KUBECTL}
 NETDIAG_CLUSTER_DIR=${D}
-export KUBECONFIG CONTAINERD_ADDRESS NODE_NAME NODE_IP KUBECTL NETDIAG_CLUSTER_DIR
+REGISTRY=${REGISTRY}
+export KUBECONFIG CONTAINERD_ADDRESS NODE_NAME NODE_IP KUBECTL NETDIAG_CLUSTER_DIR REGISTRY
 EOF
 mv "${ENV_FILE}.tmp" "${ENV_FILE}"
 log "cluster up in $((SECONDS - START)) s"
