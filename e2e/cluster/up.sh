@@ -374,7 +374,7 @@ fi
 ensure_packages
 "${HERE}/build-k8s.sh"
 for b in "${DAEMONS[@]}"; do
-  [[ "${b}" == containerd ]] && continue
+  [[ "${b}" == containerd || "${b}" == registry ]] && continue
   [[ -x "${K8S_BIN}/${b}" ]] || die "missing ${K8S_BIN}/${b}"
 done
 
