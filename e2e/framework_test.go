@@ -82,6 +82,8 @@ type cluster struct {
 	node       string
 	client     kubernetes.Interface
 	binDir     string // holds kubectl-netdiag; put first on PATH
+	registry   string // the cluster's OCI registry, e.g. localhost:5000
+	containerd string // containerd's socket
 }
 
 var (
@@ -112,7 +114,8 @@ func loadCluster() (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{kubeconfig: env["KUBECONFIG"], kubectl: env["KUBECTL"], node: env["NODE_NAME"]}
+	c := &cluster{kubeconfig: env["KUBECONFIG"], kubectl: env["KUBECTL"], node: env["NODE_NAME"],
+		registry: env["REGISTRY"], containerd: env["CONTAINERD_ADDRESS"]}
 	if c.kubeconfig == "" || c.kubectl == "" || c.node == "" {
 		return nil, fmt.Errorf("%s/env lacks KUBECONFIG, KUBECTL or NODE_NAME", dir)
 	}
