@@ -133,9 +133,9 @@ func TestEphemeralRunning(t *testing.T) {
 		{"running", corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}, true, ""},
 		{"creating", corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}, false, ""},
 		{"never pull", corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: "not present"}}, false,
-			"the helper image img:v1 is not on node node-1: import it (make load-image) or pass --image (ErrImageNeverPull: not present)"},
+			"the helper image img:v1 is not on node node-1 and the pull policy is Never (ErrImageNeverPull: not present): let the node pull it (--image-pull-policy IfNotPresent), or point --image or KUBECTL_NETDIAG_IMAGE at an image the node has"},
 		{"backoff", corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "back-off"}}, false,
-			"node node-1 cannot pull the helper image img:v1: ImagePullBackOff: back-off; check the image name and the node's access to its registry, import it (make load-image), or pass --image"},
+			"node node-1 cannot pull the helper image img:v1 (ImagePullBackOff: back-off): check that the node reaches the container runtime's default registry and, for a private registry, give it a pull secret (--image-pull-secret for node pods); or mirror the image (crane copy keeps its digest) to a registry the node can pull from and point --image or KUBECTL_NETDIAG_IMAGE at the copy"},
 		{"create error", corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: "no such file"}}, false,
 			"the netdiag container netdiag-x cannot start in pod shop/web-0 on node node-1: CreateContainerError: no such file"},
 		{"terminated", corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 2}}, false,
@@ -152,4 +152,18 @@ func TestEphemeralRunning(t *testing.T) {
 		}
 	}
 	_ = time.Second
+}
+
+func TestRegistryOf(t *testing.T) {
+	for image, want := range map[string]string{
+		"localhost:5000/netdiag-helper@sha256:ab": "the registry localhost:5000",
+		"registry.example/team/netdiag-helper:v1": "the registry registry.example",
+		"localhost/netdiag-helper:dev":            "the registry localhost",
+		"team/netdiag-helper:v1":                  "the container runtime's default registry",
+		"netdiag-helper":                          "the container runtime's default registry",
+	} {
+		if got := registryOf(image); got != want {
+			t.Errorf("registryOf(%q) = %q, want %q", image, got, want)
+		}
+	}
 }

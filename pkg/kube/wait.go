@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -198,9 +199,9 @@ func waitingAdvice(pod *corev1.Pod, st *corev1.ContainerStatus, wt *corev1.Conta
 	}
 	switch wt.Reason {
 	case "ErrImageNeverPull":
-		return fmt.Errorf("the helper image %s is not on node %s: import it (make load-image) or pass --image (%s%s)", image, node, wt.Reason, withMessage(wt.Message))
+		return fmt.Errorf("the helper image %s is not on node %s and the pull policy is Never (%s%s): let the node pull it (--image-pull-policy IfNotPresent), or point --image or KUBECTL_NETDIAG_IMAGE at an image the node has", image, node, wt.Reason, withMessage(wt.Message))
 	case "ErrImagePull", "ImagePullBackOff", "InvalidImageName":
-		return fmt.Errorf("node %s cannot pull the helper image %s: %s%s; check the image name and the node's access to its registry, import it (make load-image), or pass --image", node, image, wt.Reason, withMessage(wt.Message))
+		return fmt.Errorf("node %s cannot pull the helper image %s (%s%s): check that the node reaches %s and, for a private registry, give it a pull secret (--image-pull-secret for node pods); or mirror the image (crane copy keeps its digest) to a registry the node can pull from and point --image or KUBECTL_NETDIAG_IMAGE at the copy", node, image, wt.Reason, withMessage(wt.Message), registryOf(image))
 	}
 	return fmt.Errorf("the netdiag container %s cannot start in pod %s/%s on node %s: %s%s", st.Name, pod.Namespace, pod.Name, node, wt.Reason, withMessage(wt.Message))
 }
@@ -225,4 +226,14 @@ func withMessage(m string) string {
 		return ""
 	}
 	return ": " + m
+}
+
+// registryOf names the registry of an image reference for a message: its
+// host when the reference has one, else the runtime's default registry.
+func registryOf(image string) string {
+	host, _, found := strings.Cut(image, "/")
+	if found && (strings.ContainsAny(host, ".:") || host == "localhost") {
+		return "the registry " + host
+	}
+	return "the container runtime's default registry"
 }
