@@ -115,9 +115,15 @@ type Config struct {
 	Recent time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// ARPWait bounds how long the arp check waits for answers to its
+	// probes (0: DefaultARPWait).
+	ARPWait time.Duration
 
 	// runtime, when set, replaces the CRI client (tests).
 	runtime runtimeLister
+	// prober, when set, replaces the raw-socket neighbour prober
+	// (tests).
+	prober neighProber
 	// dumpConntrack, when set, replaces the netlink conntrack dump
 	// (tests).
 	dumpConntrack func() ([]flowAddrs, error)
@@ -278,6 +284,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Recent == 0 {
 		c.Recent = DefaultRecent
+	}
+	if c.ARPWait <= 0 {
+		c.ARPWait = DefaultARPWait
 	}
 	return c
 }

@@ -63,7 +63,7 @@ func Run(ctx context.Context, cfg Config, emit func(protocol.Finding)) error {
 		case CheckVeth:
 			err = checkVeth(e, emit)
 		case CheckARP:
-			err = checkARP(e, emit)
+			err = checkARP(ctx, e, emit)
 		case CheckMTU:
 			err = checkMTU(e, emit)
 		case CheckConntrack:
@@ -582,96 +582,180 @@ func neighStateName(s int) string {
 	return "NONE"
 }
 
-func checkARP(e *env, emit func(protocol.Finding)) error {
+// checkARP looks up each pod's neighbour entry and, where it is missing
+// or unconfirmed, probes the pod (one ARP request or neighbour
+// solicitation per pod, all at once) and judges the answer (judgeARP).
+func checkARP(ctx context.Context, e *env, emit func(protocol.Finding)) error {
 	br, err := e.findBridge()
 	if err != nil {
 		return fmt.Errorf("arp: %w", err)
 	}
-	var anyTarget bool
+	var obs []arpObservation
 	for _, t := range e.cfg.targets() {
 		if t.IP == nil {
 			continue
 		}
-		anyTarget = true
-		idx := 0
-		where := "any interface"
-		if br != nil {
-			idx, where = br.Attrs().Index, br.Attrs().Name
-		}
-		neighs, err := retryDump(func() ([]netlink.Neigh, error) { return e.net.h.NeighList(idx, family(t.IP)) })
+		o, err := e.observeARP(t, br)
 		if err != nil {
-			return fmt.Errorf("arp: listing neighbours: %w", err)
+			return fmt.Errorf("arp: %w", err)
 		}
-		var entry *netlink.Neigh
-		for i := range neighs {
-			if neighs[i].IP.Equal(t.IP) {
-				entry = &neighs[i]
-				break
-			}
-		}
-		data := map[string]any{"pod": t.Label(), "podIP": t.IP.String(), "interface": where}
-		want, wantFrom := "", ""
-		if t.UID != "" {
-			if pn := e.podNet(t.UID); pn.err == nil && pn.MAC != "" {
-				want, wantFrom = pn.MAC, "pod-netns"
-			} else if pn.err != nil {
-				data["podNetnsError"] = pn.err.Error()
-			}
-		}
-		if want == "" && t.MAC != "" {
-			want, wantFrom = t.MAC, "caller"
-		}
-		if want != "" {
-			data["podMAC"] = want
-			data["podMACFrom"] = wantFrom
-		}
-		f := protocol.Finding{Check: CheckARP, Subject: t.Label(), Data: data}
-		if entry == nil {
-			f.Severity = protocol.SeverityWarn
-			f.Message = fmt.Sprintf("no neighbour entry for %s on %s (entries appear only after traffic between the node and the pod)", t.IP, where)
-			f.Remedy = "send traffic to the pod from the node (e.g. a probe) and re-run"
-			emit(f)
-			continue
-		}
-		state := neighStateName(entry.State)
-		data["state"] = state
-		data["mac"] = entry.HardwareAddr.String()
-		if l, err := e.net.h.LinkByIndex(entry.LinkIndex); err == nil {
-			data["interface"] = l.Attrs().Name
-			where = l.Attrs().Name
-		}
-		switch {
-		case entry.State&netlink.NUD_FAILED != 0:
-			f.Severity = protocol.SeverityFail
-			f.Message = fmt.Sprintf("neighbour entry for %s on %s is FAILED: the pod did not answer ARP", t.IP, where)
-			f.Remedy = "check that the pod's veth is up and on the bridge (veth check); ip neigh flush " + t.IP.String()
-		case entry.State&netlink.NUD_INCOMPLETE != 0:
-			f.Severity = protocol.SeverityWarn
-			f.Message = fmt.Sprintf("neighbour entry for %s on %s is INCOMPLETE: resolution is in progress or unanswered", t.IP, where)
-			f.Remedy = "re-run; if it stays INCOMPLETE, check the pod's veth (veth check)"
-		case want != "" && len(entry.HardwareAddr) > 0 && !sameMAC(entry.HardwareAddr.String(), want):
-			f.Severity = protocol.SeverityFail
-			f.Message = fmt.Sprintf("neighbour entry for %s on %s has MAC %s but the pod's eth0 has %s", t.IP, where, entry.HardwareAddr, want)
-			f.Remedy = fmt.Sprintf("ip neigh del %s dev %s (a stale entry from an earlier pod with this IP)", t.IP, where)
-		default:
-			f.Severity = protocol.SeverityOK
-			f.Message = fmt.Sprintf("neighbour entry for %s on %s: %s %s", t.IP, where, entry.HardwareAddr, state)
-		}
-		emit(f)
+		obs = append(obs, o)
 	}
-	if !anyTarget {
+	if len(obs) == 0 {
 		emit(skipped(CheckARP, "needs the node's pods (--pods-json or --pod) or --pod-ip"))
+		return nil
+	}
+	var probes []neighProbe
+	var which []int
+	for i := range obs {
+		if obs[i].Probe != nil {
+			probes = append(probes, *obs[i].Probe)
+			which = append(which, i)
+		}
+	}
+	if len(probes) > 0 {
+		prober := e.cfg.prober
+		if prober == nil {
+			prober = rawProber{ns: e.net.hostNS}
+		}
+		results := prober.Probe(ctx, probes, e.cfg.ARPWait)
+		for k, i := range which {
+			obs[i].Wait = e.cfg.ARPWait
+			if k < len(results) {
+				obs[i].Result = results[k]
+			}
+		}
+	}
+	for _, o := range obs {
+		emit(judgeARP(o))
 	}
 	return nil
 }
 
-func sameMAC(a, b string) bool {
-	x, err1 := net.ParseMAC(a)
-	y, err2 := net.ParseMAC(b)
-	if err1 != nil || err2 != nil {
-		return a == b
+// observeARP finds the interface the node reaches the pod through (the veth
+// of a /32 route, else the bridge), the pod's neighbour entry on it, the
+// MAC of the pod's eth0, and the probe to send when the entry does not
+// settle the question.
+func (e *env) observeARP(t PodInfo, br netlink.Link) (arpObservation, error) {
+	h := e.net.h
+	o := arpObservation{Subject: t.Label(), IP: t.IP, Where: "any interface"}
+	data := map[string]any{"pod": t.Label(), "podIP": t.IP.String()}
+	o.Data = data
+
+	var link netlink.Link
+	routes, err := retryDump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(family(t.IP), &netlink.Route{Dst: hostPrefix(t.IP)}, netlink.RT_FILTER_DST)
+	})
+	if err != nil {
+		return o, fmt.Errorf("listing routes: %w", err)
 	}
-	return x.String() == y.String()
+	for _, r := range routes {
+		if r.LinkIndex <= 0 {
+			continue
+		}
+		if l, err := h.LinkByIndex(r.LinkIndex); err == nil && l.Type() == "veth" {
+			link, o.Routed = l, true
+			data["layout"] = "routed"
+			break
+		}
+	}
+	if link == nil && br != nil {
+		link = br
+		data["layout"] = "bridge"
+	}
+	idx := 0
+	if link != nil {
+		idx, o.Where = link.Attrs().Index, link.Attrs().Name
+	}
+	data["interface"] = o.Where
+
+	neighs, err := retryDump(func() ([]netlink.Neigh, error) { return h.NeighList(idx, family(t.IP)) })
+	if err != nil {
+		return o, fmt.Errorf("listing neighbours: %w", err)
+	}
+	for _, n := range neighs {
+		if !n.IP.Equal(t.IP) {
+			continue
+		}
+		o.Entry = &neighEntry{State: neighStateName(n.State)}
+		if len(n.HardwareAddr) > 0 {
+			o.Entry.MAC = n.HardwareAddr.String()
+		}
+		if link == nil {
+			if l, err := h.LinkByIndex(n.LinkIndex); err == nil {
+				o.Where = l.Attrs().Name
+				data["interface"] = o.Where
+			}
+		}
+		break
+	}
+
+	if t.UID != "" {
+		if pn := e.podNet(t.UID); pn.err == nil && pn.MAC != "" {
+			o.Want, o.WantFrom = pn.MAC, "pod-netns"
+		} else if pn.err != nil {
+			data["podNetnsError"] = pn.err.Error()
+			o.WantUnknown = pn.err.Error()
+		}
+	} else {
+		o.WantUnknown = "no pod UID to find the pod's network namespace"
+	}
+	if o.Want == "" && t.MAC != "" {
+		o.Want, o.WantFrom = t.MAC, "caller"
+	}
+
+	if !o.needsProbe() {
+		return o, nil
+	}
+	if link == nil {
+		o.NoProbe = "no bridge and no /32 route via a veth to send it on"
+		return o, nil
+	}
+	mac := link.Attrs().HardwareAddr
+	if len(mac) != 6 {
+		o.NoProbe = fmt.Sprintf("%s has no Ethernet MAC address", o.Where)
+		return o, nil
+	}
+	o.Probe = &neighProbe{
+		Ifindex: idx, Interface: o.Where, SrcMAC: mac, Target: t.IP,
+		SrcIP: e.probeSource(link, t.IP),
+	}
+	return o, nil
+}
+
+// probeSource is the sender address of a probe on link: the link's address
+// whose subnet holds the target, else (IPv6) its link-local address, else
+// its first address; nil (0.0.0.0 or ::) when it has none.
+func (e *env) probeSource(link netlink.Link, target net.IP) net.IP {
+	addrs, err := e.net.h.AddrList(link, family(target))
+	if err != nil {
+		return nil
+	}
+	var first, linkLocal net.IP
+	for _, a := range addrs {
+		if a.IPNet == nil {
+			continue
+		}
+		if a.IP.IsLinkLocalUnicast() {
+			if linkLocal == nil {
+				linkLocal = a.IP
+			}
+			continue
+		}
+		if a.Contains(target) {
+			return a.IP
+		}
+		if first == nil {
+			first = a.IP
+		}
+	}
+	if target.To4() == nil && linkLocal != nil {
+		return linkLocal
+	}
+	if first != nil {
+		return first
+	}
+	return linkLocal
 }
 
 // overlay is a tunnel device lowering the path MTU.
