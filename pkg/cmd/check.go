@@ -48,6 +48,9 @@ type CheckOptions struct {
 	MaxConcurrency  int
 	Yes             bool
 	DryRun          bool
+	// ShowTopIPs lists the conntrack check's top IPs in the table: the
+	// user asked for them (node check --top; always for conntrack).
+	ShowTopIPs bool
 
 	// Set by Complete (tests preset them).
 	// IsTerminal says whether a stream (o.In, o.Out, o.ErrOut) is a
@@ -195,7 +198,8 @@ func (o *CheckOptions) run(ctx context.Context, nodes []string, cfg nodecheck.Co
 	cfg.LookupRuntimeEndpoint = o.LookupRuntimeEndpoint
 	deps := kube.NodeDeps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, StartTimeout: o.Timeout}
 	results := nodecheck.Run(ctx, deps, cfg, nodes)
-	if err := report.Render(o.Out, o.Output, results, report.UseColor(o.IsTerminal != nil && o.IsTerminal(o.Out))); err != nil {
+	opts := report.Options{Color: report.UseColor(o.IsTerminal != nil && o.IsTerminal(o.Out)), TopIPs: o.ShowTopIPs}
+	if err := report.Render(o.Out, o.Output, results, opts); err != nil {
 		return err
 	}
 	return report.Outcome(results)

@@ -426,3 +426,57 @@ func TestCheckValidate(t *testing.T) {
 		t.Errorf("stale --kill: %v", err)
 	}
 }
+
+const conntrackTop = `{"type":"finding","check":"conntrack","severity":"ok","subject":"node","message":"conntrack table 0% full (120 of 262144)","data":{"count":120,"max":262144,"topIPsScope":"pods","topIPs":[{"ip":"10.244.0.7","entries":42,"pod":"shop/web"}]}}`
+
+// A flag that asks for data shows it: node check --top lists the top IPs
+// in the table, and a node check without it does not; the table ends with
+// the node's summary line.
+func TestNodeCheckTopInTable(t *testing.T) {
+	for _, show := range []bool{false, true} {
+		c := newFakeCluster("node-1")
+		ex := &replayExec{outputs: func([]string, int) (string, error) { return lines(helloLine, bridgeOK, conntrackTop, doneLine), nil }}
+		err, _, _, out, _ := nodeCheck(c, ex, false, []string{"node-1"}, func(o *NodeCheckOptions) { o.ShowTopIPs = show; o.Top = 5 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub := "           IP          POD       ENTRIES\n           10.244.0.7  shop/web  42\n"
+		if got := strings.Contains(out.String(), sub); got != show {
+			t.Errorf("--top given %v, sub-table shown %v:\n%s", show, got, out)
+		}
+		if !strings.HasSuffix(out.String(), "\n\nnode-1: 2 checks, all ok\n") {
+			t.Errorf("no summary line:\n%s", out)
+		}
+	}
+}
+
+// `conntrack` is about the top IPs: its table lists them.
+func TestConntrackTopInTable(t *testing.T) {
+	c := newFakeCluster("node-1")
+	ex := &replayExec{outputs: func([]string, int) (string, error) { return lines(helloLine, conntrackTop, doneLine), nil }}
+	co, _, out, _ := testCheckOptions(c, ex, false)
+	o := &ConntrackOptions{CheckOptions: co, Top: 3}
+	if err := o.Complete([]string{"node/node-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(ex.calls[0].Cmd, " "); got != "/netdiag-helper check --checks conntrack --top 3 --pods-json -" {
+		t.Errorf("exec: %s", got)
+	}
+	want := `NODE node-1
+CHECK      SEVERITY  SUBJECT  MESSAGE
+conntrack  ok        node     conntrack table 0% full (120 of 262144)
+           IP          POD       ENTRIES
+           10.244.0.7  shop/web  42
+
+node-1: 1 check, all ok
+`
+	if out.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", out, want)
+	}
+}

@@ -80,6 +80,9 @@ recommended value (MemTotal/32; set now and persisted in
 does not ask, --dry-run only shows what would run.`,
 		Example: nodeCheckExample,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// A flag that asks for data shows it: --top lists the
+			// conntrack top IPs in the table too.
+			o.ShowTopIPs = cmd.Flags().Changed("top")
 			if err := o.Complete(args); err != nil {
 				return err
 			}
@@ -104,7 +107,7 @@ func (o *NodeCheckOptions) AddFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.Fix, "fix", o.Fix, "bring a down bridge up and raise nf_conntrack_max to the recommended value")
 	f.StringVar(&o.Bridge, "bridge", o.Bridge, "the pod bridge (default: auto-detect cbr0, cni0, docker0, ...)")
 	f.IntVar(&o.ExpectedMTU, "expected-mtu", o.ExpectedMTU, "the pod MTU the network should have (default: the uplink's minus overlay overhead)")
-	f.IntVar(&o.Top, "top", o.Top, "how many pod IPs the conntrack check lists by entries")
+	f.IntVar(&o.Top, "top", o.Top, "how many pod IPs the conntrack check lists by entries (when given, the table shows them too)")
 }
 
 // Complete finds the namespace and clients.

@@ -252,6 +252,8 @@ func (o *ConntrackOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The top IPs are what this command is for: the table lists them.
+	o.ShowTopIPs = o.Top > 0
 	cfg := nodecheck.Config{CheckArgs: []string{"--checks", "conntrack", "--top", itoa(o.Top)}, Writable: o.Fix && !o.DryRun}
 	if o.Fix {
 		cfg.Fix = o.fixer(func(rep *kube.HelperReport) []fixStep { return planNodeFixes(rep, false, true) })

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/fatih/color"
@@ -90,9 +92,18 @@ func ValidFormat(f string) error {
 	return fmt.Errorf("-o must be one of %s, got %q", strings.Join(Formats, ", "), f)
 }
 
-// Render writes the results to w in format; colour is used in the table
-// only when useColor is set (see UseColor).
-func Render(w io.Writer, format string, results []NodeResult, useColor bool) error {
+// Options say how the table shows the results.
+type Options struct {
+	// Color colours severities (see UseColor).
+	Color bool
+	// TopIPs shows the conntrack check's top IPs (data.topIPs) as a
+	// sub-table under its finding: the user asked for them (--top).
+	TopIPs bool
+}
+
+// Render writes the results to w in format; opts shape the table (json and
+// yaml carry everything anyway).
+func Render(w io.Writer, format string, results []NodeResult, opts Options) error {
 	switch format {
 	case "json":
 		enc := json.NewEncoder(w)
@@ -107,7 +118,7 @@ func Render(w io.Writer, format string, results []NodeResult, useColor bool) err
 		_, err = w.Write(b)
 		return err
 	case "table", "":
-		return renderTable(w, results, useColor)
+		return renderTable(w, results, opts)
 	}
 	return ValidFormat(format)
 }
@@ -137,7 +148,7 @@ func severityColors() map[protocol.Severity]*color.Color {
 	return m
 }
 
-func renderTable(w io.Writer, results []NodeResult, useColor bool) error {
+func renderTable(w io.Writer, results []NodeResult, opts Options) error {
 	headers := []string{"CHECK", "SEVERITY", "SUBJECT", "MESSAGE"}
 	colors := severityColors()
 	for i, nr := range results {
@@ -161,15 +172,19 @@ func renderTable(w io.Writer, results []NodeResult, useColor bool) error {
 		if len(rows) > 0 {
 			writeRow(w, headers, widths, nil)
 		}
+		indent := strings.Repeat(" ", widths[0]+2)
 		for k, r := range rows {
 			f := nr.Findings[k]
 			var sev *color.Color
-			if useColor {
+			if opts.Color {
 				sev = colors[f.Severity]
 			}
 			writeRow(w, r, widths, sev)
 			if f.Remedy != "" && (f.Severity == protocol.SeverityFail || f.Severity == protocol.SeverityWarn) {
-				fmt.Fprintf(w, "%s  remedy: %s\n", strings.Repeat(" ", widths[0]), f.Remedy)
+				fmt.Fprintf(w, "%sremedy: %s\n", indent, f.Remedy)
+			}
+			if opts.TopIPs && f.Check == "conntrack" {
+				writeTopIPs(w, indent, f.Data)
 			}
 		}
 		for _, a := range nr.Actions {
@@ -177,7 +192,7 @@ func renderTable(w io.Writer, results []NodeResult, useColor bool) error {
 		}
 		if nr.Err != nil {
 			msg := "error: " + nr.Err.Error()
-			if useColor {
+			if opts.Color {
 				msg = colors[protocol.SeverityFail].Sprint(msg)
 			}
 			fmt.Fprintln(w, msg)
@@ -185,11 +200,133 @@ func renderTable(w io.Writer, results []NodeResult, useColor bool) error {
 			fmt.Fprintln(w, "no findings")
 		}
 	}
+	if len(results) > 0 {
+		fmt.Fprintln(w)
+		for _, nr := range results {
+			fmt.Fprintln(w, Summary(nr, opts.Color))
+		}
+	}
 	return nil
+}
+
+// topIP is one entry of the conntrack check's data.topIPs.
+type topIP struct {
+	IP      string `json:"ip"`
+	Pod     string `json:"pod"`
+	Entries uint64 `json:"entries"`
+}
+
+// writeTopIPs writes the conntrack check's top IPs as an indented table
+// (IP, POD, ENTRIES), or why there are none.
+func writeTopIPs(w io.Writer, indent string, data map[string]any) {
+	if e, ok := data["topIPsError"].(string); ok && e != "" {
+		fmt.Fprintf(w, "%stop IPs: %s\n", indent, e)
+		return
+	}
+	raw, ok := data["topIPs"]
+	if !ok {
+		return
+	}
+	// The data is whatever JSON decoding (or the helper's own types)
+	// made of it: go through JSON to read it one way.
+	var top []topIP
+	if b, err := json.Marshal(raw); err != nil || json.Unmarshal(b, &top) != nil {
+		return
+	}
+	what := "pod IP"
+	if scope, _ := data["topIPsScope"].(string); scope == "all" {
+		what = "IP"
+	}
+	if len(top) == 0 {
+		fmt.Fprintf(w, "%sno %s has conntrack entries\n", indent, what)
+		return
+	}
+	rows := [][]string{{"IP", "POD", "ENTRIES"}}
+	for _, t := range top {
+		pod := t.Pod
+		if pod == "" {
+			pod = "-"
+		}
+		rows = append(rows, []string{t.IP, pod, strconv.FormatUint(t.Entries, 10)})
+	}
+	widths := make([]int, 2)
+	for _, r := range rows {
+		for j := range widths {
+			widths[j] = max(widths[j], len(r[j]))
+		}
+	}
+	for _, r := range rows {
+		var b strings.Builder
+		b.WriteString(indent)
+		writeCells(&b, r, widths, nil)
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+}
+
+// Summary is the one-line verdict on a node's run: "NODE: 6 checks, all
+// ok", "NODE: 1 fail (conntrack), 1 warn (mtu)"; colour only when color is
+// set.
+func Summary(nr NodeResult, color bool) string {
+	colors := severityColors()
+	paint := func(sev protocol.Severity, s string) string {
+		if color {
+			return colors[sev].Sprint(s)
+		}
+		return s
+	}
+	count := map[protocol.Severity]int{}
+	names := map[protocol.Severity][]string{}
+	var checks []string
+	for _, f := range nr.Findings {
+		count[f.Severity]++
+		if !slices.Contains(names[f.Severity], f.Check) {
+			names[f.Severity] = append(names[f.Severity], f.Check)
+		}
+		if !slices.Contains(checks, f.Check) {
+			checks = append(checks, f.Check)
+		}
+	}
+	part := func(sev protocol.Severity) string {
+		return paint(sev, fmt.Sprintf("%d %s", count[sev], sev)) + " (" + strings.Join(names[sev], ", ") + ")"
+	}
+	var parts []string
+	for _, sev := range []protocol.Severity{protocol.SeverityFail, protocol.SeverityWarn} {
+		if count[sev] > 0 {
+			parts = append(parts, part(sev))
+		}
+	}
+	var line string
+	switch {
+	case len(nr.Findings) == 0 && nr.Err != nil:
+		return nr.Node + ": " + paint(protocol.SeverityFail, "error") + ", nothing checked"
+	case len(nr.Findings) == 0:
+		return nr.Node + ": no findings"
+	case len(parts) > 0:
+		if count[protocol.SeverityInfo] > 0 {
+			parts = append(parts, part(protocol.SeverityInfo))
+		}
+		line = strings.Join(parts, ", ")
+	default:
+		line = fmt.Sprintf("%d %s, %s", len(checks), plural(len(checks), "check", "checks"), paint(protocol.SeverityOK, "all ok"))
+		if count[protocol.SeverityInfo] > 0 {
+			line += "; " + part(protocol.SeverityInfo)
+		}
+	}
+	if nr.Err != nil {
+		line += ", then an " + paint(protocol.SeverityFail, "error")
+	}
+	return nr.Node + ": " + line
 }
 
 func writeRow(w io.Writer, cells []string, widths []int, sev *color.Color) {
 	var b strings.Builder
+	writeCells(&b, cells, widths, sev)
+	fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+}
+
+// writeCells pads every cell but the last to its column's width plus two
+// spaces; sev colours the second cell.
+func writeCells(b *strings.Builder, cells []string, widths []int, sev *color.Color) {
 	for j, c := range cells {
 		if j == len(cells)-1 {
 			b.WriteString(c)
@@ -202,7 +339,6 @@ func writeRow(w io.Writer, cells []string, widths []int, sev *color.Color) {
 		b.WriteString(c)
 		b.WriteString(pad)
 	}
-	fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
 }
 
 // ExitError is an error with the plugin's exit code.
