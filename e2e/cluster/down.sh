@@ -46,6 +46,7 @@ fi
 log "stopping daemons"
 cleanup_runtime
 restore_sysctls
+restore_netns_dir
 remove_created_dirs
 
 if [[ -d "${D}" ]]; then

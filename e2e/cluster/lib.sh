@@ -28,6 +28,8 @@ ADMIN_KUBECONFIG="${KCFG_DIR}/admin.kubeconfig"
 SYSCTL_SAVE="${D}/sysctl.saved"
 # Host directories that did not exist before the first up (removed on down).
 CREATED_SAVE="${D}/created-dirs.saved"
+# Set when up.sh made /run/netns a mount point (removed on down).
+NETNS_BIND_SAVE="${D}/netns-bind.saved"
 HOST_DIRS=(/run/netns /run/containerd /var/lib/cni /var/log/containers)
 # Logs of the last torn-down cluster are moved here by down.sh.
 LAST_LOGS_DIR="${D}.last-logs"
@@ -229,6 +231,7 @@ unmount_all() {
 cleanup_netns() {
   local ns ino used
   [[ -d /run/netns ]] || return 0
+  unhide_netns
   used="$(stat -L -c %i /proc/[0-9]*/ns/net 2>/dev/null | sort -u || true)"
   for ns in /run/netns/cni-*; do
     [[ -e "${ns}" ]] || continue
@@ -239,6 +242,54 @@ cleanup_netns() {
     umount "${ns}" 2>/dev/null || umount -l "${ns}" 2>/dev/null || true
     rm -f "${ns}"
   done
+}
+
+# netns_dir_mount_id: the mount ID of the mount at /run/netns itself, if any
+# (the last one: the one on top).
+netns_dir_mount_id() {
+  awk '$5 == "/run/netns" {id = $1} END {if (id != "") print id}' /proc/self/mountinfo
+}
+
+# hidden_netns: nsfs mounts on /run/netns/cni-* that lie under a later bind
+# of /run/netns onto itself: `ip netns add` makes one when /run/netns is not
+# a mount point yet. Those mounts can then be neither unmounted nor unlinked
+# (EBUSY) through /run/netns, and containerd cannot remove its sandboxes.
+hidden_netns() {
+  local top
+  top="$(netns_dir_mount_id)"
+  [[ -n "${top}" ]] || return 0
+  awk -v top="${top}" '$5 ~ "^/run/netns/cni-" && $9 == "nsfs" && $2 != top {print $5}' /proc/self/mountinfo
+}
+
+# unhide_netns: lift such a bind so the cluster's namespaces can be removed.
+unhide_netns() {
+  local hidden
+  hidden="$(hidden_netns)"
+  [[ -n "${hidden}" ]] || return 0
+  log "a later bind mount of /run/netns hides $(wc -l <<<"${hidden}") pod network namespaces; unmounting it"
+  umount -l /run/netns 2>/dev/null || log "could not unmount /run/netns"
+}
+
+# ensure_netns_dir: make /run/netns a shared mount point of its own before
+# containerd mounts pod namespaces in it (as `ip netns add` does), so that
+# nothing stacks a bind over the cluster's namespaces later. Recorded, and
+# undone by restore_netns_dir.
+ensure_netns_dir() {
+  mkdir -p /run/netns
+  if [[ -z "$(netns_dir_mount_id)" ]]; then
+    mount --rbind /run/netns /run/netns && mount --make-rshared /run/netns ||
+      die "could not make /run/netns a shared mount point"
+    echo /run/netns >"${NETNS_BIND_SAVE}"
+  fi
+}
+
+# restore_netns_dir: undo ensure_netns_dir's bind when nothing is left in it.
+restore_netns_dir() {
+  [[ -f "${NETNS_BIND_SAVE}" ]] || return 0
+  if [[ -z "$(ls -A /run/netns 2>/dev/null)" ]]; then
+    umount /run/netns 2>/dev/null || log "could not unmount /run/netns"
+  fi
+  rm -f "${NETNS_BIND_SAVE}"
 }
 
 cleanup_links() {

@@ -384,7 +384,7 @@ if [[ -e "${D}" ]] || [[ -d "/sys/class/net/${BRIDGE}" ]] || [[ -n "$(our_pids)"
   log "cleaning up leftovers of an earlier run in ${D}"
   cleanup_runtime
   if [[ -d "${D}" ]]; then
-    find "${D}" -mindepth 1 -maxdepth 1 ! -name "$(basename "${SYSCTL_SAVE}")" ! -name "$(basename "${CREATED_SAVE}")" -exec rm -rf --one-file-system {} +
+    find "${D}" -mindepth 1 -maxdepth 1 ! -name "$(basename "${SYSCTL_SAVE}")" ! -name "$(basename "${CREATED_SAVE}")" ! -name "$(basename "${NETNS_BIND_SAVE}")" -exec rm -rf --one-file-system {} +
   fi
 fi
 check_ports
@@ -395,6 +395,7 @@ mkdir -p "${D}" "${LOG_DIR}" "${RUN_DIR}" "${KCFG_DIR}" "${ETCD_DIR}" "${IMG_DIR
 chmod 700 "${D}"
 save_sysctls
 save_created_dirs
+ensure_netns_dir
 
 gen_certs
 kubeconfig admin admin
