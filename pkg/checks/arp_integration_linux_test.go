@@ -272,20 +272,11 @@ func TestIntegrationARPProbeNoReply(t *testing.T) {
 // that veth, from its address, or from 0.0.0.0 when it has none.
 func TestIntegrationARPProbeRouted(t *testing.T) {
 	requireRoot(t)
-	node, pod := newNS(t, "node"), newNS(t, "pod")
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vethr0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(pod.ns)}
-	must(t, node.h.LinkAdd(veth), "adding vethr0")
-	hv, err := node.h.LinkByName("vethr0")
-	must(t, err, "vethr0")
-	must(t, node.h.LinkSetUp(hv), "vethr0 up")
-	addr(t, node.h, hv, "198.51.100.1/32")
+	node, pod, hv := routedPod(t, 0)
+	waitOperUp(t, node, "vethr0")
 	pe, err := pod.h.LinkByName("eth0")
 	must(t, err, "pod eth0")
-	addr(t, pod.h, pe, "198.51.100.10/32")
-	must(t, pod.h.LinkSetUp(pe), "pod eth0 up")
-	waitOperUp(t, node, "vethr0")
 	_, dst, _ := net.ParseCIDR("198.51.100.10/32")
-	must(t, node.h.RouteAdd(&netlink.Route{LinkIndex: hv.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}), "pod route")
 
 	cfg := Config{Proc: "/proc", Sys: "/sys", HostRoot: "/nonexistent-host-root", NetNS: node.path, Checks: []string{CheckARP},
 		Pods: []PodInfo{{Namespace: "default", Name: "web", IP: net.ParseIP("198.51.100.10"), MAC: pe.Attrs().HardwareAddr.String()}}}

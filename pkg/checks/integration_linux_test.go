@@ -323,19 +323,7 @@ func withChecks(cfg Config, checks ...string) Config {
 
 func TestIntegrationVethThroughHostRoute(t *testing.T) {
 	requireRoot(t)
-	node, pod := newNS(t, "node"), newNS(t, "pod")
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vethr0", MTU: 1460}, PeerName: "eth0", PeerNamespace: netlink.NsFd(pod.ns)}
-	must(t, node.h.LinkAdd(veth), "adding vethr0")
-	hv, err := node.h.LinkByName("vethr0")
-	must(t, err, "vethr0")
-	must(t, node.h.LinkSetUp(hv), "vethr0 up")
-	addr(t, node.h, hv, "198.51.100.1/32")
-	pe, err := pod.h.LinkByName("eth0")
-	must(t, err, "pod eth0")
-	addr(t, pod.h, pe, "198.51.100.10/32")
-	must(t, pod.h.LinkSetUp(pe), "pod eth0 up")
-	_, dst, _ := net.ParseCIDR("198.51.100.10/32")
-	must(t, node.h.RouteAdd(&netlink.Route{LinkIndex: hv.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}), "pod route")
+	node, _, hv := routedPod(t, 1460)
 
 	cfg := Config{Proc: "/proc", Sys: "/sys", HostRoot: "/nonexistent-host-root", NetNS: node.path, Checks: []string{CheckVeth, CheckBridge}, PodIP: net.ParseIP("198.51.100.10")}
 	fs := runChecks(t, cfg)
@@ -548,4 +536,25 @@ func TestIntegrationReadDevKmsgDoesNotBlock(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("readKmsg blocked on /dev/kmsg")
 	}
+}
+
+// routedPod is the routed layout (GKE-style): a pod netns whose eth0
+// (198.51.100.10/32, MTU mtu) is the peer of vethr0 (198.51.100.1/32) in the
+// node netns, with a /32 route to the pod via vethr0. It returns vethr0.
+func routedPod(t *testing.T, mtu int) (node, pod *testNS, hostVeth netlink.Link) {
+	t.Helper()
+	node, pod = newNS(t, "node"), newNS(t, "pod")
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "vethr0", MTU: mtu}, PeerName: "eth0", PeerNamespace: netlink.NsFd(pod.ns)}
+	must(t, node.h.LinkAdd(veth), "adding vethr0")
+	hv, err := node.h.LinkByName("vethr0")
+	must(t, err, "vethr0")
+	must(t, node.h.LinkSetUp(hv), "vethr0 up")
+	addr(t, node.h, hv, "198.51.100.1/32")
+	pe, err := pod.h.LinkByName("eth0")
+	must(t, err, "pod eth0")
+	addr(t, pod.h, pe, "198.51.100.10/32")
+	must(t, pod.h.LinkSetUp(pe), "pod eth0 up")
+	_, dst, _ := net.ParseCIDR("198.51.100.10/32")
+	must(t, node.h.RouteAdd(&netlink.Route{LinkIndex: hv.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}), "pod route")
+	return node, pod, hv
 }
