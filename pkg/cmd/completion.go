@@ -55,10 +55,11 @@ Completion works two ways, one for each way of running the plugin:
                        found on PATH, with the words typed after
                        "kubectl netdiag"; that executable runs
                        kubectl-netdiag __complete "$@" and kubectl passes the
-                       choices on. Put it next to the plugin (krew does not
-                       install it; with krew: ~/.krew/bin) as the last
-                       example shows, or copy
-                       plugins/krew/kubectl_complete-netdiag from the source.
+                       choices on. A release's archive ships it beside the
+                       plugin, but krew puts only the plugin on PATH: link
+                       it once, ln -s ~/.krew/store/netdiag/VERSION/
+                       kubectl_complete-netdiag ~/.krew/bin/ (or write it as
+                       the last example shows).
                        It needs kubectl's own completion loaded
                        (kubectl completion bash|zsh|fish), not this script.
 
