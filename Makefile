@@ -21,7 +21,7 @@ plugin:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN)/kubectl-netdiag ./cmd/kubectl-netdiag
 
 helper:
-	GO_LDFLAGS='$(GO_LDFLAGS)' OUT='$(BIN)/netdiag-helper' hack/build-helper.sh
+	GOARCH=amd64 GO_LDFLAGS='$(GO_LDFLAGS)' OUT='$(BIN)/netdiag-helper' hack/build-helper.sh
 
 image: helper
 	$(GO) run ./hack/mkimage --tag '$(HELPER_IMAGE)' --out $(OUT)/netdiag-helper-image.tar \

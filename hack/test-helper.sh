@@ -9,11 +9,11 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-eval "$(hack/build-helper.sh --print-env)"
+eval "$(GOARCH=amd64 hack/build-helper.sh --print-env)"
 tags=$NETDIAG_BUILD_TAGS
 if [[ $(id -u) == 0 ]]; then
 	tags+=",integration"
-	OUT=${NETDIAG_HELPER_OUT:-$ROOT/_output/test/netdiag-helper} hack/build-helper.sh
+	GOARCH=amd64 OUT=${NETDIAG_HELPER_OUT:-$ROOT/_output/test/netdiag-helper} hack/build-helper.sh
 	export NETDIAG_HELPER=${NETDIAG_HELPER_OUT:-$ROOT/_output/test/netdiag-helper}
 else
 	echo "test-helper: not root: skipping the kernel integration tests" >&2
