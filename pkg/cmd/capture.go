@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,6 +71,11 @@ type CaptureOptions struct {
 	// Set by Complete (tests may preset IsTerminal).
 	Target     target.Target
 	IsTerminal func(w io.Writer) bool
+
+	// stoppedBy names the signal that stopped the capture; file is the
+	// -w FILE output while a capture runs (for a second Ctrl-C).
+	stoppedBy atomic.Value
+	file      atomic.Pointer[outputFile]
 }
 
 // NewCaptureOptions returns the defaults.
@@ -100,6 +107,13 @@ given with -w, or to stdout with -w - (or when stdout is a pipe), or live
 into Wireshark with --wireshark. Ctrl-C stops the capture and leaves a
 complete file.
 
+-w FILE is written as a new file (mode 0600) beside FILE, renamed over it at
+the end: a capture that fails before its first byte leaves an existing FILE
+as it was, one that breaks later keeps what it captured. A FILE that is a
+symbolic link is replaced, never written through (a link to a FIFO or a
+device is written to). The summary says why the capture stopped; one cut
+short (the connection to the pod broke or stalled) exits with code 1.
+
 node/NAME captures on an interface of the node (--interface: cbr0, eth0, a
 pod's veth) through a short-lived node-debug pod (privileged, host network,
 deleted at the end) in the current namespace.`,
@@ -128,7 +142,7 @@ func (o *CaptureOptions) AddFlags(cmd *cobra.Command) {
 	f.Int64Var(&o.Count, "count", o.Count, "stop after this many packets (0: no limit)")
 	f.DurationVar(&o.Duration, "duration", o.Duration, "stop after this long, e.g. 30s (0: until Ctrl-C)")
 	f.Int64Var(&o.MaxBytes, "max-bytes", o.MaxBytes, "stop after writing this many bytes (0: no limit)")
-	f.StringVarP(&o.Output, "write", "w", o.Output, "file to write the capture to (mode 0600), or - for stdout (default: stdout when it is not a terminal)")
+	f.StringVarP(&o.Output, "write", "w", o.Output, "file to write the capture to (a new file, mode 0600, renamed over FILE at the end), or - for stdout (default: stdout when it is not a terminal)")
 	f.BoolVar(&o.Wireshark, "wireshark", o.Wireshark, "stream the capture live into Wireshark (runs wireshark -k -i - on this machine)")
 	f.StringVar(&o.Format, "format", o.Format, "file format: pcap or pcapng")
 	o.imageOptions.addFlags(f, "helper image to inject")
@@ -233,34 +247,198 @@ func (o *CaptureOptions) validateOutput() error {
 		}
 		return nil
 	}
-	fi, err := os.Stat(o.Output)
-	switch {
-	case err == nil && fi.IsDir():
-		return fmt.Errorf("-w %s: is a directory", o.Output)
-	case err == nil && !fi.Mode().IsRegular() && fi.Mode()&fs.ModeNamedPipe == 0 && fi.Mode()&fs.ModeCharDevice == 0:
-		return fmt.Errorf("-w %s: not a regular file", o.Output)
-	case err == nil:
-		// Check it can be written without truncating it yet.
+	stream, err := classifyOutput(o.Output)
+	if err != nil {
+		return err
+	}
+	if stream || isRegularFile(o.Output) {
+		// Check it can be written, without truncating or replacing it
+		// yet: a read-only file is refused as a write to it would be (a
+		// link is replaced, whatever its target allows).
 		f, err := os.OpenFile(o.Output, os.O_WRONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
 			return fmt.Errorf("-w %s: %w", o.Output, unwrapPathError(err))
 		}
 		_ = f.Close()
-		return nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("-w %s: %w", o.Output, unwrapPathError(err))
 	}
-	dir := filepath.Dir(o.Output)
+	return nil
+}
+
+func isRegularFile(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// classifyOutput says how -w PATH is written: stream (a FIFO or a device,
+// written to as it is: never truncated, replaced nor created) or not (a
+// regular file, new or existing, written as a new file beside it and renamed
+// over it at the end). A symbolic link is never written through unless it
+// leads to a FIFO or device: the rename replaces the link itself, and the
+// file it pointed to is left as it was.
+func classifyOutput(path string) (stream bool, err error) {
+	li, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, checkOutputDir(path)
+	case err != nil:
+		return false, fmt.Errorf("-w %s: %w", path, unwrapPathError(err))
+	case li.IsDir():
+		return false, fmt.Errorf("-w %s: is a directory", path)
+	case li.Mode().IsRegular():
+		return false, checkOutputDir(path)
+	case isStream(li.Mode()):
+		return true, nil
+	case li.Mode()&fs.ModeSymlink == 0:
+		return false, fmt.Errorf("-w %s: not a regular file", path)
+	}
+	fi, err := os.Stat(path)
+	if err == nil && isStream(fi.Mode()) {
+		return true, nil // /dev/stdout in a pipe, /dev/null, a FIFO
+	}
+	if fd, ok := fdLink(path); ok {
+		return false, fmt.Errorf("-w %s is a link to an open file of this process (%s): write to stdout with -w -, or name a file", path, fd)
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// A dangling link: the capture replaces it.
+	case err != nil:
+		return false, fmt.Errorf("-w %s: %w", path, unwrapPathError(err))
+	case fi.IsDir():
+		return false, fmt.Errorf("-w %s: is a link to a directory; name a file in it", path)
+	case !fi.Mode().IsRegular():
+		return false, fmt.Errorf("-w %s: links to something that is not a regular file", path)
+	}
+	return false, checkOutputDir(path)
+}
+
+func isStream(m fs.FileMode) bool {
+	return m&(fs.ModeNamedPipe|fs.ModeCharDevice) != 0
+}
+
+// fdLink says whether path is a chain of links into /proc or /dev/fd (like
+// /dev/stdout): a file descriptor of the process, not a place to put a file.
+func fdLink(path string) (string, bool) {
+	p := path
+	for range 40 {
+		t, err := os.Readlink(p)
+		if err != nil {
+			return "", false
+		}
+		if !filepath.IsAbs(t) {
+			t = filepath.Join(filepath.Dir(p), t)
+		}
+		if strings.HasPrefix(t, "/proc/") || strings.HasPrefix(t, "/dev/fd/") {
+			return t, true
+		}
+		p = t
+	}
+	return "", false
+}
+
+// checkOutputDir checks that the directory of path exists: the capture is
+// written into a new file there.
+func checkOutputDir(path string) error {
+	dir := filepath.Dir(path)
 	di, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("-w %s: directory %q does not exist", o.Output, dir)
+		return fmt.Errorf("-w %s: directory %q does not exist", path, dir)
 	case err != nil:
-		return fmt.Errorf("-w %s: %w", o.Output, unwrapPathError(err))
+		return fmt.Errorf("-w %s: %w", path, unwrapPathError(err))
 	case !di.IsDir():
-		return fmt.Errorf("-w %s: %q is not a directory", o.Output, dir)
+		return fmt.Errorf("-w %s: %q is not a directory", path, dir)
 	}
 	return nil
+}
+
+// outputFile is the -w FILE output. The capture goes into a new file beside
+// the target (same directory, so the rename is atomic; created exclusively,
+// so no link is followed; mode 0600), named .NAME.netdiag-XXXX.tmp. finish
+// renames it over the target when it holds data, else removes it: a capture
+// that fails before its first byte leaves an existing file as it was.
+type outputFile struct {
+	path string
+	f    *os.File
+	n    atomic.Int64
+
+	mu       sync.Mutex
+	closed   bool
+	closeErr error
+	finished bool
+	kept     bool
+	finErr   error
+}
+
+func createOutputFile(path string) (*outputFile, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".netdiag-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("-w %s: cannot create a file in %s: %w", path, dir, unwrapPathError(err))
+	}
+	// CreateTemp makes it 0600 less the umask; make it exactly 0600.
+	if err := f.Chmod(0o600); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, fmt.Errorf("-w %s: %w", path, unwrapPathError(err))
+	}
+	return &outputFile{path: path, f: f}, nil
+}
+
+func (o *outputFile) Write(p []byte) (int, error) {
+	n, err := o.f.Write(p)
+	o.n.Add(int64(n))
+	return n, err
+}
+
+// Written is the number of bytes written so far.
+func (o *outputFile) Written() int64 { return o.n.Load() }
+
+// Close syncs and closes the file (it stays under its temporary name).
+func (o *outputFile) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closeLocked()
+}
+
+func (o *outputFile) closeLocked() error {
+	if !o.closed {
+		o.closed = true
+		err := o.f.Sync()
+		if cerr := o.f.Close(); err == nil {
+			err = cerr
+		}
+		o.closeErr = err
+	}
+	return o.closeErr
+}
+
+// finish closes the file and moves it into place if it holds data or keep is
+// set; otherwise it removes it. It says whether the file was moved into
+// place. Only the first call acts.
+func (o *outputFile) finish(keep bool) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.finished {
+		return o.kept, o.finErr
+	}
+	o.finished = true
+	_ = o.closeLocked() // a sync error is not worth losing the data for
+	tmp := o.f.Name()
+	if !keep && o.n.Load() == 0 {
+		if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			o.finErr = fmt.Errorf("removing %s: %w", tmp, unwrapPathError(err))
+		}
+		return false, o.finErr
+	}
+	if err := os.Rename(tmp, o.path); err != nil {
+		o.finErr = fmt.Errorf("the capture is in %s, but moving it to %s failed (%v): move it yourself", tmp, o.path, unwrapPathError(err))
+		return false, o.finErr
+	}
+	o.kept = true
+	return true, nil
 }
 
 func unwrapPathError(err error) error {
@@ -271,19 +449,57 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-// Run captures until a limit is hit or Ctrl-C.
+// Run captures until a limit is hit or Ctrl-C. A second Ctrl-C ends the
+// plugin at once, keeping what the file holds so far.
 func (o *CaptureOptions) Run(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
-		// After the first Ctrl-C, a second one ends the plugin at once.
-		<-ctx.Done()
-		stop()
+		select {
+		case sig := <-sigs:
+			o.stoppedBy.Store(signalName(sig))
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-sigs:
+			o.abandon(signalName(sig))
+			os.Exit(130)
+		case <-done:
+		}
 	}()
 	return o.run(ctx)
+}
+
+func signalName(sig os.Signal) string {
+	if sig == os.Interrupt {
+		return "Ctrl-C"
+	}
+	return "SIGTERM"
+}
+
+// abandon is the second Ctrl-C: keep what the file holds and say so.
+func (o *CaptureOptions) abandon(sig string) {
+	msg := fmt.Sprintf("a second %s: stopping at once; the helper in the pod stops by itself within %s", sig, o.Heartbeat)
+	if f := o.file.Load(); f != nil {
+		n := f.Written()
+		switch kept, err := f.finish(false); {
+		case err != nil:
+			msg += "; " + err.Error()
+		case kept:
+			msg += fmt.Sprintf("; %s keeps the %s written so far (its last packet may be cut)", f.path, podcapture.HumanBytes(uint64(n)))
+		}
+	}
+	fmt.Fprintln(o.ErrOut, msg)
 }
 
 func (o *CaptureOptions) run(ctx context.Context) error {
@@ -302,7 +518,7 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 		signal.Notify(sigpipe, syscall.SIGPIPE)
 		defer signal.Stop(sigpipe)
 	}
-	created := false
+	var file *outputFile
 	open := func() (io.WriteCloser, error) {
 		if o.Wireshark {
 			return startWireshark()
@@ -310,13 +526,23 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 		if o.toStdout() {
 			return nopCloser{o.Out}, nil
 		}
-		_, statErr := os.Stat(o.Output)
-		f, err := os.OpenFile(o.Output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		stream, err := classifyOutput(o.Output)
 		if err != nil {
-			return nil, fmt.Errorf("-w %s: %w", o.Output, unwrapPathError(err))
+			return nil, err
 		}
-		created = errors.Is(statErr, fs.ErrNotExist)
-		return f, nil
+		if stream {
+			f, err := os.OpenFile(o.Output, os.O_WRONLY, 0)
+			if err != nil {
+				return nil, fmt.Errorf("-w %s: %w", o.Output, unwrapPathError(err))
+			}
+			return f, nil
+		}
+		file, err = createOutputFile(o.Output)
+		if err != nil {
+			return nil, err
+		}
+		o.file.Store(file)
+		return file, nil
 	}
 	cfg := podcapture.Config{
 		Pod:         o.Target.Name,
@@ -342,15 +568,29 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 	}
 	deps := podcapture.Deps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, ErrOut: o.ErrOut}
 	res, err := podcapture.Run(ctx, deps, cfg)
-	if err != nil {
-		if created && res.Written == 0 {
-			// Do not leave an empty file behind that looks like a capture.
-			_ = os.Remove(o.Output)
+	if res.Interrupted {
+		if by, _ := o.stoppedBy.Load().(string); by != "" {
+			res.InterruptedBy = by
 		}
-		return err
 	}
-	fmt.Fprintln(o.ErrOut, res.Summary(outputName))
-	return nil
+	if file != nil {
+		// A failure before the first byte leaves an existing file as it
+		// was; anything captured is kept, even when the run failed later.
+		n := file.Written()
+		kept, ferr := file.finish(err == nil)
+		switch {
+		case ferr != nil && err == nil:
+			err = ferr
+		case ferr != nil:
+			err = fmt.Errorf("%w; %v", err, ferr)
+		case err != nil && kept && !errors.As(err, new(*podcapture.CutShortError)):
+			err = fmt.Errorf("%w; the %s received before that are saved in %s", err, podcapture.HumanBytes(uint64(n)), o.Output)
+		}
+	}
+	if res.Reported && (err == nil || errors.As(err, new(*podcapture.CutShortError))) {
+		fmt.Fprintln(o.ErrOut, res.Summary(outputName))
+	}
+	return err
 }
 
 // startWireshark runs Wireshark reading the capture from its stdin. Closing

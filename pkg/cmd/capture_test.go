@@ -1,6 +1,9 @@
 package cmd
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -8,9 +11,14 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
 )
@@ -225,5 +233,237 @@ func TestStartWireshark(t *testing.T) {
 			t.Fatal("the viewer never received the stream (wrong arguments?)")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// helperExec is a fake Executor playing a helper: it writes stdout and the
+// stderr lines, then returns err.
+type helperExec struct {
+	stdout []byte
+	stderr string
+	err    error
+}
+
+func (h *helperExec) Stream(ctx context.Context, pod kube.Pod, container string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	io.WriteString(stderr, `{"type":"hello","protocol":1,"helper":"v0.1.0"}`+"\n")
+	if len(h.stdout) > 0 {
+		io.WriteString(stderr, `{"type":"ready","interface":"eth0","linkType":"EN10MB","snaplen":262144,"format":"pcap"}`+"\n")
+		stdout.Write(h.stdout)
+	}
+	io.WriteString(stderr, h.stderr)
+	return h.err
+}
+
+var testPcap = append([]byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0}, bytes.Repeat([]byte{7}, 100)...)
+
+func helperStats(reason string) string {
+	return `{"type":"stats","packets":1,"bytes":100,"kernelDrops":0,"reason":"` + reason + `","interface":"eth0"}` + "\n"
+}
+
+// fileCapture is a capture of pod shop/web-0 into -w out through ex, on a
+// fake cluster where a running netdiag container is reused (nothing to wait
+// for) and every access is allowed.
+func fileCapture(t *testing.T, out string, ex kube.Executor) (*CaptureOptions, *bytes.Buffer) {
+	t.Helper()
+	streams, _, _, errOut := genericiooptions.NewTestIOStreams()
+	o := NewCaptureOptions(genericclioptions.NewConfigFlags(true), streams)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "shop"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{kube.NewEphemeralContainer(kube.EphemeralSpec{Image: o.Image, TargetContainer: "app"}, "old00")}
+	pod.Status.EphemeralContainerStatuses = []corev1.ContainerStatus{{Name: "netdiag-old00", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	client := fake.NewClientset(pod, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}})
+	client.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		review := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
+		review.Status.Allowed = true
+		return true, review, nil
+	})
+	client.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		t.Errorf("unexpected patch: the running netdiag container should be reused")
+		return true, nil, errors.New("no patch expected")
+	})
+	o.Namespace, o.Client, o.Executor = "shop", client, ex
+	o.Output = out
+	o.IsTerminal = func(io.Writer) bool { return false }
+	if err := o.Complete([]string{"pod/web-0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return o, errOut
+}
+
+// dirEntries lists the names in dir.
+func dirEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func wantFile(t *testing.T, path string, content []byte, mode os.FileMode) {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm() != mode {
+		t.Errorf("%s: mode %v, want a regular file with mode %v", path, fi.Mode(), mode)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, content) {
+		t.Errorf("%s holds %q, want %q", path, b, content)
+	}
+}
+
+// TestCaptureFailureKeepsTheOldFile: a capture that fails before its first
+// byte leaves an existing -w file as it was, and no temporary file.
+func TestCaptureFailureKeepsTheOldFile(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old.pcap")
+	if err := os.WriteFile(old, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(old, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		ex   *helperExec
+		want string
+	}{
+		{&helperExec{stderr: `{"type":"error","message":"interface eth0 not found"}` + "\n", err: errors.New("command terminated with exit code 1")},
+			"capture in pod/web-0 failed: interface eth0 not found"},
+		{&helperExec{err: errors.New("connection reset")},
+			"the capture stream from pod/web-0 broke before anything was captured (connection reset)"},
+	} {
+		o, errOut := fileCapture(t, old, tt.ex)
+		err := o.run(t.Context())
+		if err == nil || err.Error() != tt.want {
+			t.Fatalf("run: %v, want %s", err, tt.want)
+		}
+		wantFile(t, old, []byte("precious\n"), 0o644)
+		if got := dirEntries(t, dir); len(got) != 1 {
+			t.Errorf("files left in the directory: %v, want only old.pcap", got)
+		}
+		if strings.Contains(errOut.String(), "captured") {
+			t.Errorf("a summary after a failed capture: %q", errOut.String())
+		}
+	}
+}
+
+// TestCaptureReplacesTheFile: a capture replaces an existing file with a
+// new one of mode 0600, and prints why it stopped.
+func TestCaptureReplacesTheFile(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "web.pcap")
+	if err := os.WriteFile(out, []byte("an older and much longer capture than the new one, ........................................................................................................"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, errOut := fileCapture(t, out, &helperExec{stdout: testPcap, stderr: helperStats("count")})
+	if err := o.run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	wantFile(t, out, testPcap, 0o600)
+	if got := dirEntries(t, dir); len(got) != 1 {
+		t.Errorf("files in the directory: %v, want only web.pcap", got)
+	}
+	if want := "captured 1 packets (100 B) on pod/web-0 eth0, 0 dropped by the kernel → " + out + "; stopped: --count reached\n"; !strings.HasSuffix(errOut.String(), want) {
+		t.Errorf("stderr %q, want it to end with %q", errOut.String(), want)
+	}
+}
+
+// TestCaptureReplacesASymlink: -w naming a symbolic link replaces the link
+// with the capture; the file it pointed to is never written.
+func TestCaptureReplacesASymlink(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	target := filepath.Join(outside, "target.pcap")
+	if err := os.WriteFile(target, []byte("outside\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(target, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{target, filepath.Join(outside, "dangling.pcap")} {
+		link := filepath.Join(dir, "link.pcap")
+		_ = os.Remove(link)
+		if err := os.Symlink(to, link); err != nil {
+			t.Fatal(err)
+		}
+		o, _ := fileCapture(t, link, &helperExec{stdout: testPcap, stderr: helperStats("count")})
+		if err := o.run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		wantFile(t, link, testPcap, 0o600) // Lstat: a regular file now
+		wantFile(t, target, []byte("outside\n"), 0o644)
+		if got := dirEntries(t, outside); len(got) != 1 {
+			t.Errorf("files in the link's target directory: %v, want only target.pcap", got)
+		}
+	}
+}
+
+// TestCaptureKeepsDataOfABrokenStream: what arrived before the stream broke
+// is moved into place and the error says so; a capture cut short (no
+// heartbeat) prints its summary, keeps the file and exits 1.
+func TestCaptureKeepsDataOfABrokenStream(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "web.pcap")
+	o, _ := fileCapture(t, out, &helperExec{stdout: testPcap, err: errors.New("connection reset")})
+	err := o.run(t.Context())
+	want := "the capture stream from pod/web-0 broke before the helper reported its stats (connection reset); " + out + " may be incomplete; the 108 B received before that are saved in " + out
+	if err == nil || err.Error() != want {
+		t.Fatalf("run:\n got %v\nwant %s", err, want)
+	}
+	wantFile(t, out, testPcap, 0o600)
+
+	for _, reason := range []string{"heartbeat", "stdout-closed"} {
+		_ = os.Remove(out)
+		o, errOut := fileCapture(t, out, &helperExec{stdout: testPcap, stderr: helperStats(reason)})
+		err := o.run(t.Context())
+		if err == nil || !strings.HasPrefix(err.Error(), "the capture on pod/web-0 was cut short: ") || ExitCode(err) != 1 {
+			t.Fatalf("%s: run: %v (exit code %d), want a cut-short error, exit code 1", reason, err, ExitCode(err))
+		}
+		if !strings.Contains(errOut.String(), "captured 1 packets (100 B) on pod/web-0 eth0, 0 dropped by the kernel → "+out+"; stopped: the helper") {
+			t.Errorf("%s: no summary with the reason: %q", reason, errOut.String())
+		}
+		wantFile(t, out, testPcap, 0o600)
+		if got := dirEntries(t, dir); len(got) != 1 {
+			t.Errorf("%s: files in the directory: %v, want only web.pcap", reason, got)
+		}
+	}
+}
+
+func TestOutputPathChecks(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Symlink(dir, filepath.Join(dir, "dirlink")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/proc/self/fd/9", filepath.Join(dir, "fdlink")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("fdlink", filepath.Join(dir, "fdlink2")); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"dirlink": "-w " + filepath.Join(dir, "dirlink") + ": is a link to a directory; name a file in it",
+		"fdlink2": "-w " + filepath.Join(dir, "fdlink2") + " is a link to an open file of this process (/proc/self/fd/9): write to stdout with -w -, or name a file",
+	} {
+		if _, err := classifyOutput(filepath.Join(dir, name)); err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %s", name, err, want)
+		}
+	}
+	if stream, err := classifyOutput(os.DevNull); err != nil || !stream {
+		t.Errorf("%s: stream %v, %v; want written as a stream", os.DevNull, stream, err)
 	}
 }

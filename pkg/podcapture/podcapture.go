@@ -90,11 +90,70 @@ type Result struct {
 	Container string // the netdiag ephemeral container
 	Interface string
 	Stats     protocol.Stats
-	Written   int64 // bytes written to the output
-	Reused    bool
+	// Reported: Stats holds the helper's stats line (the capture ran to
+	// its end, normal or not); Summary needs it.
+	Reported bool
+	Written  int64 // bytes written to the output
+	Reused   bool
 	// ReaderGone: the output's reader went away (a closed pipe or viewer)
 	// and the capture stopped there.
 	ReaderGone bool
+	// Interrupted: the plugin stopped the capture because its context
+	// ended (Ctrl-C or a signal).
+	Interrupted bool
+	// InterruptedBy names what ended the context in the summary; "" says
+	// Ctrl-C.
+	InterruptedBy string
+}
+
+// Stop reasons the helper reports in its stats line (pkg/capture).
+const (
+	reasonCount        = "count"
+	reasonDuration     = "duration"
+	reasonMaxBytes     = "max-bytes"
+	reasonSignal       = "signal"
+	reasonStdinEOF     = "stdin-eof"
+	reasonHeartbeat    = "heartbeat"
+	reasonStdoutClosed = "stdout-closed"
+	reasonError        = "error"
+)
+
+// StopReason says in words why the capture stopped, and whether that was a
+// normal end (a limit, the user, a reader that left) or the capture was cut
+// short.
+func (r Result) StopReason() (text string, normal bool) {
+	switch r.Stats.Reason {
+	case reasonCount:
+		return "--count reached", true
+	case reasonDuration:
+		return "--duration reached", true
+	case reasonMaxBytes:
+		return "--max-bytes reached", true
+	case reasonSignal:
+		return "the helper was stopped by a signal in the pod", true
+	}
+	switch {
+	case r.ReaderGone:
+		return "the reader went away", true
+	case r.Interrupted:
+		if r.InterruptedBy != "" {
+			return r.InterruptedBy, true
+		}
+		return "Ctrl-C", true
+	}
+	switch r.Stats.Reason {
+	case reasonStdinEOF:
+		return "the helper's input ended unexpectedly (the exec stream from the pod broke)", false
+	case reasonHeartbeat:
+		return "the helper heard no heartbeat from this plugin for the --heartbeat time (the connection to the pod stalled)", false
+	case reasonStdoutClosed:
+		return "the helper's output was closed (the exec stream to this plugin broke)", false
+	case reasonError:
+		return "the helper failed", false
+	case "":
+		return "the helper gave no reason", false
+	}
+	return fmt.Sprintf("unknown reason %q (pass --image with the helper of this plugin's version)", r.Stats.Reason), false
 }
 
 // Summary is the one line printed after a capture.
@@ -104,10 +163,27 @@ func (r Result) Summary(output string) string {
 	if r.ReaderGone {
 		s += fmt.Sprintf(", which its reader closed after %s", HumanBytes(uint64(r.Written)))
 	}
+	if r.Stats.PreFilterDropped > 0 {
+		s += fmt.Sprintf(", %d packets from before the filter was attached discarded", r.Stats.PreFilterDropped)
+	}
 	if r.Stats.KernelDrops > 0 {
 		s += " (narrow the filter with -f or lower -s to drop less)"
 	}
-	return s
+	why, _ := r.StopReason()
+	return s + "; stopped: " + why
+}
+
+// CutShortError is returned, with a Result that can be summarised, when
+// the helper reported its stats but stopped for a reason other than a limit,
+// the user or a reader that left: the output is complete up to there.
+type CutShortError struct {
+	Target string
+	Output string
+	Reason string
+}
+
+func (e *CutShortError) Error() string {
+	return fmt.Sprintf("the capture on %s was cut short: %s; %s holds what was captured until then", e.Target, e.Reason, e.Output)
 }
 
 // HumanBytes renders n with SI units: 999 B, 1.2 kB, 3.4 MB.
@@ -244,10 +320,12 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 			_ = out.Close()
 			return res, err
 		}
-		if _, err := kube.WaitForEphemeralRunning(ctx, deps.Client, pod.Namespace, pod.Name, name, cfg.Timeout); err != nil {
-			_ = out.Close()
-			return res, err
-		}
+	}
+	// A reused container may still be Waiting (an earlier run that never
+	// started it): wait for it like for a new one.
+	if _, err := kube.WaitForEphemeralRunning(ctx, deps.Client, pod.Namespace, pod.Name, name, cfg.Timeout); err != nil {
+		_ = out.Close()
+		return res, fmt.Errorf("%w; %s", err, leftBehind(deps.Client, pod.Namespace, pod.Name, name))
 	}
 	res.Container = name
 	return capture(ctx, deps, cfg, res, kube.Pod{Namespace: pod.Namespace, Name: pod.Name}, name, out)
@@ -272,7 +350,10 @@ func runNode(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	}
 	session, err := kube.StartNodePod(ctx, kube.NodeDeps{
 		Client: deps.Client, Executor: deps.Executor, NameSuffix: deps.NameSuffix, StartTimeout: cfg.Timeout,
-	}, kube.NodePodSpec{Node: cfg.Node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, PullSecrets: cfg.PullSecrets})
+	}, kube.NodePodSpec{Node: cfg.Node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, PullSecrets: cfg.PullSecrets,
+		// A --duration bounds the pod (plus the wait for it to start); a
+		// capture until Ctrl-C gets no deadline, only its heartbeats.
+		WorkDuration: kube.BoundedWork(cfg.Duration, cfg.Timeout+cfg.Grace)})
 	if err != nil {
 		_ = out.Close()
 		return res, err
@@ -282,12 +363,35 @@ func runNode(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	return capture(ctx, deps, cfg, res, session.Pod, kube.NodeContainerName, out)
 }
 
+// leftBehind says what stays of a netdiag container that did not get to
+// run, and why.
+func leftBehind(client kubernetes.Interface, namespace, podName, name string) string {
+	stays := fmt.Sprintf("the netdiag container %s stays in pod %s/%s (Kubernetes cannot remove ephemeral containers)", name, namespace, podName)
+	// The wait may have ended with Ctrl-C: look once more, briefly.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if pod, err := client.CoreV1().Pods(namespace).Get(ctx, podName, metav1.GetOptions{}); err == nil {
+		for _, st := range pod.Status.EphemeralContainerStatuses {
+			if st.Name != name {
+				continue
+			}
+			switch {
+			case st.State.Terminated != nil:
+				return stays + "; it has exited and uses no resources"
+			case st.State.Running != nil:
+				return stays + fmt.Sprintf("; it is running idle, exits by itself after %s, and a retry reuses it", kube.IdleTimeout)
+			}
+		}
+	}
+	return stays + "; it never started and uses no resources; a retry reuses it"
+}
+
 // capture runs the helper in container of pod, streams its pcap into out
 // (closed at the end) and turns its stderr into the result.
 func capture(ctx context.Context, deps Deps, cfg Config, res Result, pod kube.Pod, container string, out io.WriteCloser) (Result, error) {
 	counted := newOutputWriter(out)
 	stderr := &stderrParser{errOut: deps.ErrOut, target: cfg.Label(), iface: cfg.Interface}
-	execErr := stream(ctx, deps, cfg, pod, container, counted, stderr)
+	execErr := stream(ctx, deps, cfg, pod, container, counted, stderr, &res)
 	stderr.flush()
 	res.Written = counted.n
 	closeErr := out.Close()
@@ -309,6 +413,8 @@ func capture(ctx context.Context, deps Deps, cfg Config, res Result, pod kube.Po
 		switch {
 		case execErr != nil && !stderr.started:
 			return res, fmt.Errorf("cannot run the helper in container %s of pod %s/%s: %w", container, pod.Namespace, pod.Name, execErr)
+		case execErr != nil && counted.n == 0:
+			return res, fmt.Errorf("the capture stream from %s broke before anything was captured (%v)", cfg.Label(), execErr)
 		case execErr != nil:
 			return res, fmt.Errorf("the capture stream from %s broke before the helper reported its stats (%v); %s may be incomplete", cfg.Label(), execErr, cfg.OutputName)
 		default:
@@ -319,17 +425,24 @@ func capture(ctx context.Context, deps Deps, cfg Config, res Result, pod kube.Po
 		klog.V(2).Infof("exec ended with %v after the helper's stats", execErr)
 	}
 	res.Stats = *stderr.stats
+	res.Reported = true
 	if stderr.stats.Interface != "" {
 		res.Interface = stderr.stats.Interface
 	}
-	return res, closeErr
+	if closeErr != nil {
+		return res, closeErr
+	}
+	if why, normal := res.StopReason(); !normal {
+		return res, &CutShortError{Target: cfg.Label(), Output: cfg.OutputName, Reason: why}
+	}
+	return res, nil
 }
 
 // errGraceExpired ends the exec when the helper does not finish in time.
 var errGraceExpired = errors.New("the helper did not finish in time after the capture was stopped")
 
 // stream runs the helper with a heartbeat on stdin.
-func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container string, stdout *outputWriter, stderr io.Writer) error {
+func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container string, stdout *outputWriter, stderr io.Writer, res *Result) error {
 	// The exec outlives ctx: after Ctrl-C the helper still has to finish
 	// the file. It is cut only when the grace period is over.
 	execCtx, cancelExec := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -353,6 +466,7 @@ func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container 
 	case err := <-done:
 		return err
 	case <-ctx.Done():
+		res.Interrupted = true
 		fmt.Fprintf(deps.ErrOut, "stopping the capture on %s, waiting up to %s for the helper to finish the file...\n", cfg.Label(), cfg.Grace)
 	case <-stdout.gone:
 		fmt.Fprintf(deps.ErrOut, "the reader of %s went away (%v); stopping the capture on %s\n", cfg.OutputName, stdout.err, cfg.Label())

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,6 +45,9 @@ type cluster struct {
 	client  *fake.Clientset
 	mu      sync.Mutex
 	patches []corev1.EphemeralContainer
+	// neverRuns, when set, is the state the watch reports for every
+	// netdiag container instead of Running.
+	neverRuns *corev1.ContainerStateWaiting
 }
 
 func newCluster(t *testing.T, pod *corev1.Pod, patchErr error) *cluster {
@@ -107,6 +111,9 @@ func newClusterIn(t *testing.T, ns *corev1.Namespace, denied []string, pod *core
 		w.Modify(p.DeepCopy())
 		for i := range p.Status.EphemeralContainerStatuses {
 			p.Status.EphemeralContainerStatuses[i].State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+			if c.neverRuns != nil {
+				p.Status.EphemeralContainerStatuses[i].State = corev1.ContainerState{Waiting: c.neverRuns}
+			}
 		}
 		w.Modify(p)
 		return true, w, nil
@@ -202,7 +209,7 @@ func TestCaptureInjectsOnceAndStreams(t *testing.T) {
 	if got, want := errOut.String(), "capturing on pod/web-0 eth0, Ctrl-C to stop\n"; got != want {
 		t.Errorf("stderr = %q, want %q", got, want)
 	}
-	if got, want := res.Summary("web.pcap"), "captured 10 packets (1.2 kB) on pod/web-0 eth0, 0 dropped by the kernel → web.pcap"; got != want {
+	if got, want := res.Summary("web.pcap"), "captured 10 packets (1.2 kB) on pod/web-0 eth0, 0 dropped by the kernel → web.pcap; stopped: --count reached"; got != want {
 		t.Errorf("summary = %q, want %q", got, want)
 	}
 
@@ -241,7 +248,7 @@ func TestCaptureStopsCleanlyOnCancel(t *testing.T) {
 	if !strings.Contains(errOut.String(), "stopping the capture on pod/web-0") {
 		t.Errorf("stderr = %q", errOut.String())
 	}
-	if got, want := res.Summary("-"), "captured 3 packets (300 B) on pod/web-0 eth0, 2 dropped by the kernel → - (narrow the filter with -f or lower -s to drop less)"; got != want {
+	if got, want := res.Summary("-"), "captured 3 packets (300 B) on pod/web-0 eth0, 2 dropped by the kernel → - (narrow the filter with -f or lower -s to drop less); stopped: Ctrl-C"; got != want {
 		t.Errorf("summary = %q, want %q", got, want)
 	}
 }
@@ -284,7 +291,7 @@ func TestCaptureStopsWhenTheReaderLeaves(t *testing.T) {
 	if !strings.Contains(errOut.String(), "the reader of stdout went away (broken pipe); stopping the capture on pod/web-0") {
 		t.Errorf("stderr = %q", errOut.String())
 	}
-	if got, want := res.Summary("stdout"), "captured 3 packets (300 B) on pod/web-0 eth0, 0 dropped by the kernel → stdout, which its reader closed after 0 B"; got != want {
+	if got, want := res.Summary("stdout"), "captured 3 packets (300 B) on pod/web-0 eth0, 0 dropped by the kernel → stdout, which its reader closed after 0 B; stopped: the reader went away"; got != want {
 		t.Errorf("summary = %q, want %q", got, want)
 	}
 }
@@ -364,8 +371,7 @@ func TestCapturePreflight(t *testing.T) {
 			want: "you need `create` on `pods/exec` and `patch` on `pods/ephemeralcontainers` in namespace \"shop\" to capture in its pods (check with: kubectl auth can-i create pods --subresource=exec -n shop; kubectl auth can-i patch pods --subresource=ephemeralcontainers -n shop)"},
 		{name: "baseline", labels: map[string]string{kube.PodSecurityEnforceLabel: "baseline"},
 			want: `namespace "shop" enforces the "baseline" Pod Security level (label pod-security.kubernetes.io/enforce), which refuses the netdiag container: it adds the capabilities NET_RAW and NET_ADMIN and runs as user 0 to capture; ask for the namespace to enforce "privileged" while you debug`},
-		{name: "reuse needs no patch", denied: []string{"patch pods/ephemeralcontainers"}, reuse: true,
-			labels: map[string]string{kube.PodSecurityEnforceLabel: "restricted"}},
+		{name: "reuse needs no patch", denied: []string{"patch pods/ephemeralcontainers"}, reuse: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pod := runningPod()
@@ -479,4 +485,124 @@ func TestCaptureNode(t *testing.T) {
 			t.Errorf("error %v, want %s", err, want)
 		}
 	})
+}
+
+// TestCaptureStopReasons: the summary says why the capture stopped, and a
+// capture cut short by anything but a limit, the user or a reader that left
+// is an error (with the summary still available).
+func TestCaptureStopReasons(t *testing.T) {
+	stats := func(reason string, preFilter int) string {
+		return `{"type":"stats","packets":4,"bytes":400,"kernelDrops":0,"reason":"` + reason + `","interface":"eth0","preFilterDropped":` + strconv.Itoa(preFilter) + `}` + "\n"
+	}
+	const head = "captured 4 packets (400 B) on pod/web-0 eth0, 0 dropped by the kernel → web.pcap"
+	for _, tt := range []struct {
+		name      string
+		ex        *replay
+		cancel    bool
+		summary   string
+		cutShort  string // the error, when cut short
+		preFilter int
+	}{
+		{name: "count", ex: &replay{stderr: stats("count", 0)}, summary: head + "; stopped: --count reached"},
+		{name: "duration", ex: &replay{stderr: stats("duration", 0)}, summary: head + "; stopped: --duration reached"},
+		{name: "max-bytes", ex: &replay{stderr: stats("max-bytes", 0)}, summary: head + "; stopped: --max-bytes reached"},
+		{name: "pre-filter drops", ex: &replay{stderr: stats("count", 7)},
+			summary: head + ", 7 packets from before the filter was attached discarded; stopped: --count reached"},
+		{name: "signal in the pod", ex: &replay{stderr: stats("signal", 0)}, summary: head + "; stopped: the helper was stopped by a signal in the pod"},
+		{name: "ctrl-c", ex: &replay{stderr: stats("stdin-eof", 0), waitStdin: true}, cancel: true, summary: head + "; stopped: Ctrl-C"},
+		{name: "heartbeat", ex: &replay{stdout: pcapBytes, stderr: stats("heartbeat", 0)},
+			summary:  head + "; stopped: the helper heard no heartbeat from this plugin for the --heartbeat time (the connection to the pod stalled)",
+			cutShort: "the capture on pod/web-0 was cut short: the helper heard no heartbeat from this plugin for the --heartbeat time (the connection to the pod stalled); web.pcap holds what was captured until then"},
+		{name: "stdout closed", ex: &replay{stdout: pcapBytes, stderr: stats("stdout-closed", 0)},
+			summary:  head + "; stopped: the helper's output was closed (the exec stream to this plugin broke)",
+			cutShort: "the capture on pod/web-0 was cut short: the helper's output was closed (the exec stream to this plugin broke); web.pcap holds what was captured until then"},
+		{name: "stdin ended unasked", ex: &replay{stdout: pcapBytes, stderr: stats("stdin-eof", 0)},
+			summary:  head + "; stopped: the helper's input ended unexpectedly (the exec stream from the pod broke)",
+			cutShort: "the capture on pod/web-0 was cut short: the helper's input ended unexpectedly (the exec stream from the pod broke); web.pcap holds what was captured until then"},
+		{name: "unknown reason", ex: &replay{stdout: pcapBytes, stderr: stats("cosmic-ray", 0)},
+			summary:  head + `; stopped: unknown reason "cosmic-ray" (pass --image with the helper of this plugin's version)`,
+			cutShort: `the capture on pod/web-0 was cut short: unknown reason "cosmic-ray" (pass --image with the helper of this plugin's version); web.pcap holds what was captured until then`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, runningPod(), nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancel {
+				time.AfterFunc(50*time.Millisecond, cancel)
+			}
+			out := &memFile{}
+			res, err := Run(ctx, Deps{Client: c.client, Executor: tt.ex, NameSuffix: func() string { return "abcde" }, ErrOut: io.Discard}, config(out))
+			var cut *CutShortError
+			switch {
+			case tt.cutShort == "" && err != nil:
+				t.Fatalf("error %v, want none", err)
+			case tt.cutShort != "" && (!errors.As(err, &cut) || err.Error() != tt.cutShort):
+				t.Fatalf("error:\n got %v\nwant the cut-short error %s", err, tt.cutShort)
+			}
+			if !res.Reported {
+				t.Fatalf("result not reported")
+			}
+			if got := res.Summary("web.pcap"); got != tt.summary {
+				t.Errorf("summary:\n got %q\nwant %q", got, tt.summary)
+			}
+			if !bytes.Equal(out.Bytes(), tt.ex.stdout) || !out.closed {
+				t.Errorf("output: %d bytes, closed %v; want %d bytes, closed", out.Len(), out.closed, len(tt.ex.stdout))
+			}
+		})
+	}
+}
+
+// TestCaptureWaitsForAReusedContainer: a netdiag container left Waiting by
+// an earlier run is reused, and waited for like a new one.
+func TestCaptureWaitsForAReusedContainer(t *testing.T) {
+	pod := runningPod()
+	pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{kube.NewEphemeralContainer(kube.EphemeralSpec{Image: image, PullPolicy: corev1.PullIfNotPresent, TargetContainer: "app"}, "old00")}
+	pod.Status.EphemeralContainerStatuses = []corev1.ContainerStatus{{Name: "netdiag-old00", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}
+	c := newCluster(t, pod, nil)
+	ex := &replay{stdout: pcapBytes, stderr: statsLine}
+	res, err := Run(context.Background(), Deps{Client: c.client, Executor: ex, NameSuffix: func() string { return "abcde" }, ErrOut: io.Discard}, config(&memFile{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Reused || len(c.patches) != 0 || ex.container != "netdiag-old00" {
+		t.Fatalf("reused %v, %d patches, exec in %q; want the waiting netdiag-old00 reused", res.Reused, len(c.patches), ex.container)
+	}
+	watched := false
+	for _, a := range c.client.Actions() {
+		watched = watched || a.GetVerb() == "watch"
+	}
+	if !watched {
+		t.Errorf("the reused container was not waited for (no watch on the pod)")
+	}
+
+	// One that never starts fails the capture, saying what stays behind.
+	c = newCluster(t, pod, nil)
+	c.neverRuns = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+	cfg := config(&memFile{})
+	cfg.Timeout = 200 * time.Millisecond
+	ex = &replay{stdout: pcapBytes, stderr: statsLine}
+	_, err = Run(context.Background(), Deps{Client: c.client, Executor: ex, ErrOut: io.Discard}, cfg)
+	want := "; the netdiag container netdiag-old00 stays in pod shop/web-0 (Kubernetes cannot remove ephemeral containers); it never started and uses no resources; a retry reuses it"
+	if err == nil || !strings.HasPrefix(err.Error(), "timed out after 200ms waiting for the netdiag container netdiag-old00") || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("error %v, want a timeout ending with %q", err, want)
+	}
+	if ex.calls != 0 {
+		t.Errorf("the helper ran in a container that never started")
+	}
+}
+
+// TestCaptureSaysWhatStaysBehind: an added container that cannot start (its
+// image cannot be pulled) stays in the pod; the error says so and why.
+func TestCaptureSaysWhatStaysBehind(t *testing.T) {
+	c := newCluster(t, runningPod(), nil)
+	c.neverRuns = &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: "image not present"}
+	out := &memFile{}
+	_, err := Run(context.Background(), Deps{Client: c.client, Executor: &replay{}, NameSuffix: func() string { return "abcde" }, ErrOut: io.Discard}, config(out))
+	want := "; the netdiag container netdiag-abcde stays in pod shop/web-0 (Kubernetes cannot remove ephemeral containers); it never started and uses no resources; a retry reuses it"
+	if err == nil || !strings.HasPrefix(err.Error(), "the helper image "+image+" is not on node node-1") || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("error %v, want the pull advice ending with %q", err, want)
+	}
+	if len(c.patches) != 1 || !out.closed || out.Len() != 0 {
+		t.Errorf("%d patches, output closed %v with %d bytes; want 1, closed, empty", len(c.patches), out.closed, out.Len())
+	}
 }
