@@ -31,6 +31,11 @@ const usage = `usage: netdiag-helper <command> [flags]
 commands:
   version    print one hello JSON line
   idle       sleep until --timeout without activity, or SIGTERM (container entrypoint)
+  keepalive  stay while heartbeat bytes arrive on stdin: ends on EOF, after --heartbeat
+             without a byte, or on SIGTERM (the plugin holds a node pod with it); then
+             ends the container's orphaned helper commands (--reap-after)
+  active     exit 0 if another helper command (keepalive, capture, check, fix) runs in this
+             container, else 1 (the node pod's readiness probe: ready = a plugin uses it)
   capture    capture packets: pcap/pcapng on stdout, JSON lines on stderr
   check      diagnose the node or a pod: JSON lines of findings on stdout
   fix        change the node (bridge up, conntrack max, end stale processes): JSON lines of actions
@@ -56,7 +61,7 @@ func hello() protocol.Hello {
 func run(args []string, s streams) int {
 	if len(args) == 0 {
 		fmt.Fprint(s.err, usage)
-		reportError(s.err, usageError{"missing command; one of: version, idle, capture, check"})
+		reportError(s.err, usageError{"missing command; one of: version, idle, keepalive, active, capture, check, fix"})
 		return exitUsage
 	}
 	var err error
@@ -65,6 +70,10 @@ func run(args []string, s streams) int {
 		err = runVersion(args[1:], s)
 	case "idle":
 		err = runIdle(args[1:], s)
+	case "keepalive":
+		err = runKeepalive(args[1:], s)
+	case "active":
+		return runActive(args[1:], s)
 	case "capture":
 		err = runCapture(args[1:], s)
 	case "check":
@@ -77,7 +86,7 @@ func run(args []string, s streams) int {
 		fmt.Fprint(s.out, usage)
 		return exitOK
 	default:
-		err = usageError{fmt.Sprintf("unknown command %q; one of: version, idle, capture, check", args[0])}
+		err = usageError{fmt.Sprintf("unknown command %q; one of: version, idle, keepalive, active, capture, check, fix", args[0])}
 	}
 	return finish(s, err)
 }
@@ -201,4 +210,65 @@ func runIdle(args []string, s streams) error {
 	defer stop()
 	idle(ctx, "/proc", timeout)
 	return nil
+}
+
+// defaultKeepaliveHeartbeat is keepalive's --heartbeat default.
+const defaultKeepaliveHeartbeat = 30 * time.Second
+
+// runKeepalive is `netdiag-helper keepalive --heartbeat D [--reap-after D]`:
+// a hello line on stdout, then it stays until stdin ends, no byte arrived
+// for --heartbeat, or SIGTERM. When its plugin is gone (EOF, no heartbeat)
+// and no new keepalive starts within --reap-after, it ends the other helper
+// commands of the container. Its last stdout line says why it ended
+// ({"type":"done","reason":...,"ended":N}).
+func runKeepalive(args []string, s streams) error {
+	heartbeat := defaultKeepaliveHeartbeat
+	reapAfter := 10 * time.Second
+	fs := newFlagSet("keepalive", s, "keepalive [--heartbeat D] [--reap-after D]   (heartbeat bytes on stdin)")
+	fs.DurationVar(&heartbeat, "heartbeat", heartbeat, "exit when no byte arrives on stdin for this long (must be positive)")
+	fs.DurationVar(&reapAfter, "reap-after", reapAfter, "once the plugin is gone (EOF or no heartbeat), end the capture, check and fix commands still running in this container unless another keepalive starts within this long (0: leave them)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if heartbeat <= 0 {
+		return usageError{fmt.Sprintf("--heartbeat must be positive, not %s: without it a keepalive whose plugin died would never end", heartbeat)}
+	}
+	if reapAfter < 0 {
+		return usageError{fmt.Sprintf("--reap-after must not be negative, not %s", reapAfter)}
+	}
+	if err := capture.WriteLine(s.out, hello()); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	reason := keepalive(ctx, s.in, heartbeat)
+	ended := 0
+	if reason != "signal" && reapAfter > 0 {
+		ended = reapOrphans("/proc", reapAfter, 5*time.Second)
+	}
+	// The plugin may be gone: a failed write is no error.
+	_ = capture.WriteLine(s.out, keepaliveDone{Type: protocol.TypeDone, Reason: reason, Ended: ended})
+	return nil
+}
+
+// keepaliveDone is keepalive's last line.
+type keepaliveDone struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+	// Ended counts the orphaned helper commands it ended.
+	Ended int `json:"ended"`
+}
+
+// runActive is `netdiag-helper active`: exit 0 when another helper command
+// runs in this container, 1 (with a line on stderr) when none does.
+func runActive(args []string, s streams) int {
+	fs := newFlagSet("active", s, "active   (exit 0: a helper command runs here; 1: none)")
+	if err := parse(fs, args); err != nil {
+		return finish(s, err)
+	}
+	if busyHelperRunning("/proc", os.Getpid()) {
+		return exitOK
+	}
+	fmt.Fprintln(s.err, "no helper command runs in this container")
+	return exitError
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -47,9 +48,10 @@ type EphemeralSpec struct {
 func RandomSuffix() string { return utilrand.String(5) }
 
 // NewEphemeralContainer builds the netdiag ephemeral container. It is not
-// privileged: only NET_RAW and NET_ADMIN are added, and runAsUser 0 is set on
-// the container so a pod-level runAsUser/runAsNonRoot cannot silently drop
-// the capabilities.
+// privileged: every capability is dropped and only NET_RAW and NET_ADMIN
+// added back, privilege escalation is off, the runtime's default seccomp
+// profile applies, and runAsUser 0 is set on the container so a pod-level
+// runAsUser/runAsNonRoot cannot silently drop the capabilities.
 func NewEphemeralContainer(spec EphemeralSpec, nameSuffix string) corev1.EphemeralContainer {
 	return corev1.EphemeralContainer{
 		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
@@ -61,43 +63,86 @@ func NewEphemeralContainer(spec EphemeralSpec, nameSuffix string) corev1.Ephemer
 			Stdin:                    false,
 			TTY:                      false,
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-			SecurityContext: &corev1.SecurityContext{
-				RunAsUser:    ptr.To[int64](0),
-				RunAsNonRoot: ptr.To(false),
-				Privileged:   ptr.To(false),
-				Capabilities: &corev1.Capabilities{
-					Add: []corev1.Capability{"NET_RAW", "NET_ADMIN"},
-				},
-			},
+			SecurityContext:          EphemeralSecurityContext(),
 		},
 		TargetContainerName: spec.TargetContainer,
 	}
 }
 
-// FindReusable returns the name of a Running netdiag ephemeral container in
-// the pod with the same image and target container (the newest if several),
-// or "" when a new one must be added.
+// EphemeralSecurityContext is the netdiag ephemeral container's security
+// context. A container is reused only when it has exactly this one.
+func EphemeralSecurityContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsUser:                ptr.To[int64](0),
+		RunAsNonRoot:             ptr.To(false),
+		Privileged:               ptr.To(false),
+		AllowPrivilegeEscalation: ptr.To(false),
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		Capabilities: &corev1.Capabilities{
+			Drop: []corev1.Capability{"ALL"},
+			Add:  []corev1.Capability{"NET_RAW", "NET_ADMIN"},
+		},
+	}
+}
+
+// IsNetdiagContainer says whether an ephemeral container carries our marks:
+// the name prefix and the marker env var.
+func IsNetdiagContainer(ec *corev1.EphemeralContainer) bool {
+	if !strings.HasPrefix(ec.Name, NamePrefix) {
+		return false
+	}
+	for _, e := range ec.Env {
+		if e.Name == MarkerEnv && e.Value == "1" {
+			return true
+		}
+	}
+	return false
+}
+
+// FindReusable returns the name of a netdiag ephemeral container in the pod
+// that may be used instead of adding one (see FindReusableContainer), or "".
 func FindReusable(pod *corev1.Pod, spec EphemeralSpec) string {
+	name, _ := FindReusableContainer(pod, spec)
+	return name
+}
+
+// FindReusableContainer returns a netdiag ephemeral container of the pod
+// that may be used instead of adding one: ours (name prefix and marker env),
+// with exactly our security context, the same image and target container,
+// and Running (the newest if several) or else Waiting or not yet reported
+// (the newest: a retry after a failed pull must not add another container;
+// waiting on it again gives the same advice). running says which; a
+// reused container that is not running must be waited for. "" when a new
+// one must be added.
+func FindReusableContainer(pod *corev1.Pod, spec EphemeralSpec) (name string, running bool) {
 	statuses := map[string]corev1.ContainerStatus{}
 	for _, s := range pod.Status.EphemeralContainerStatuses {
 		statuses[s.Name] = s
 	}
-	best := ""
+	want := EphemeralSecurityContext()
+	waiting := ""
 	var bestStart metav1.Time
-	for _, ec := range pod.Spec.EphemeralContainers {
-		if !strings.HasPrefix(ec.Name, NamePrefix) || ec.Image != spec.Image || ec.TargetContainerName != spec.TargetContainer {
+	for i := range pod.Spec.EphemeralContainers {
+		ec := &pod.Spec.EphemeralContainers[i]
+		if !IsNetdiagContainer(ec) || ec.Image != spec.Image || ec.TargetContainerName != spec.TargetContainer ||
+			!apiequality.Semantic.DeepEqual(ec.SecurityContext, want) {
 			continue
 		}
 		st, ok := statuses[ec.Name]
-		if !ok || st.State.Running == nil {
-			continue
-		}
-		// Later in the spec is newer; a later start time wins over that.
-		if best == "" || !st.State.Running.StartedAt.Before(&bestStart) {
-			best, bestStart = ec.Name, st.State.Running.StartedAt
+		switch {
+		case !ok || st.State.Waiting != nil:
+			waiting = ec.Name // later in the spec is newer
+		case st.State.Running != nil:
+			// Later in the spec is newer; a later start time wins over that.
+			if name == "" || !st.State.Running.StartedAt.Before(&bestStart) {
+				name, bestStart = ec.Name, st.State.Running.StartedAt
+			}
 		}
 	}
-	return best
+	if name != "" {
+		return name, true
+	}
+	return waiting, false
 }
 
 // DefaultContainer is the container kubectl would pick: the

@@ -6,9 +6,11 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -80,5 +82,34 @@ func (e *RemoteExecutor) Stream(ctx context.Context, pod Pod, container string, 
 	if apierrors.IsForbidden(err) {
 		return fmt.Errorf("you need `create` on `pods/exec` in namespace %q to run the helper (check with: kubectl auth can-i create pods --subresource=exec -n %s) (error from server: %v)", pod.Namespace, pod.Namespace, err)
 	}
+	if err != nil && ctx.Err() == nil {
+		if why := notRunningReason(e.Client, pod, container); why != nil {
+			return fmt.Errorf("%w (%v)", why, err)
+		}
+	}
 	return err
 }
+
+// notRunningReason reads the pod after a failed exec and says why the
+// container cannot run the helper (an image that cannot be pulled, a
+// terminated container), or nil when it runs or cannot be read.
+func notRunningReason(client kubernetes.Interface, pod Pod, container string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p, err := client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	statuses := p.Status.ContainerStatuses
+	for _, ec := range p.Spec.EphemeralContainers {
+		if ec.Name == container {
+			statuses = p.Status.EphemeralContainerStatuses
+		}
+	}
+	_, _, why := containerRunning(p, container, statuses, "before the helper could run")
+	return why
+}
+
+// HoldsKeepalive makes RemoteExecutor a KeepaliveExecutor: its exec
+// streams stdin for as long as the exec lasts.
+func (e *RemoteExecutor) HoldsKeepalive() bool { return true }

@@ -25,10 +25,12 @@ func TestNewEphemeralContainer(t *testing.T) {
 			Env:                      []corev1.EnvVar{{Name: "NETDIAG", Value: "1"}},
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 			SecurityContext: &corev1.SecurityContext{
-				RunAsUser:    ptr.To[int64](0),
-				RunAsNonRoot: ptr.To(false),
-				Privileged:   ptr.To(false),
-				Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_RAW", "NET_ADMIN"}},
+				RunAsUser:                ptr.To[int64](0),
+				RunAsNonRoot:             ptr.To(false),
+				Privileged:               ptr.To(false),
+				AllowPrivilegeEscalation: ptr.To(false),
+				SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_RAW", "NET_ADMIN"}},
 			},
 		},
 		TargetContainerName: "app",
@@ -36,44 +38,68 @@ func TestNewEphemeralContainer(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("ephemeral container (-want +got):\n%s", d)
 	}
-	if got.SecurityContext.AllowPrivilegeEscalation != nil {
-		t.Errorf("allowPrivilegeEscalation must stay unset")
-	}
 	if s := RandomSuffix(); len(s) != 5 || strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
 		t.Errorf("RandomSuffix() = %q, want 5 lower-case alphanumerics", s)
 	}
 }
 
 func ec(name, image, target string) corev1.EphemeralContainer {
-	return corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: name, Image: image}, TargetContainerName: target}
+	return corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+		Name: name, Image: image, Env: []corev1.EnvVar{{Name: "NETDIAG", Value: "1"}}, SecurityContext: EphemeralSecurityContext(),
+	}, TargetContainerName: target}
 }
 
 func running(name string, at int64) corev1.ContainerStatus {
 	return corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Unix(at, 0)}}}
 }
 
+func waiting(name, reason string) corev1.ContainerStatus {
+	return corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason}}}
+}
+
 func TestFindReusable(t *testing.T) {
 	spec := EphemeralSpec{Image: "img:v1", TargetContainer: "app"}
 	terminated := corev1.ContainerStatus{Name: "netdiag-dead1", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}}
+	noMarker := ec("netdiag-aaaaa", "img:v1", "app")
+	noMarker.Env = nil
+	privileged := ec("netdiag-aaaaa", "img:v1", "app")
+	privileged.SecurityContext.Privileged = ptr.To(true)
+	oldStyle := ec("netdiag-aaaaa", "img:v1", "app") // before drop ALL
+	oldStyle.SecurityContext.Capabilities.Drop = nil
+	oldStyle.SecurityContext.AllowPrivilegeEscalation = nil
+	oldStyle.SecurityContext.SeccompProfile = nil
 	tests := []struct {
-		name       string
-		containers []corev1.EphemeralContainer
-		statuses   []corev1.ContainerStatus
-		want       string
+		name        string
+		containers  []corev1.EphemeralContainer
+		statuses    []corev1.ContainerStatus
+		want        string
+		wantRunning bool
 	}{
-		{"none", nil, nil, ""},
-		{"running match", []corev1.EphemeralContainer{ec("netdiag-aaaaa", "img:v1", "app")}, []corev1.ContainerStatus{running("netdiag-aaaaa", 1)}, "netdiag-aaaaa"},
-		{"other image", []corev1.EphemeralContainer{ec("netdiag-aaaaa", "img:v0", "app")}, []corev1.ContainerStatus{running("netdiag-aaaaa", 1)}, ""},
-		{"other target", []corev1.EphemeralContainer{ec("netdiag-aaaaa", "img:v1", "sidecar")}, []corev1.ContainerStatus{running("netdiag-aaaaa", 1)}, ""},
-		{"not ours", []corev1.EphemeralContainer{ec("debugger-xyz", "img:v1", "app")}, []corev1.ContainerStatus{running("debugger-xyz", 1)}, ""},
-		{"terminated", []corev1.EphemeralContainer{ec("netdiag-dead1", "img:v1", "app")}, []corev1.ContainerStatus{terminated}, ""},
-		{"no status yet", []corev1.EphemeralContainer{ec("netdiag-aaaaa", "img:v1", "app")}, nil, ""},
+		{"none", nil, nil, "", false},
+		{"running match", []corev1.EphemeralContainer{ec("netdiag-aaaaa", "img:v1", "app")}, []corev1.ContainerStatus{running("netdiag-aaaaa", 1)}, "netdiag-aaaaa", true},
+		{"other image", []corev1.EphemeralContainer{ec("netdiag-aaaaa", "img:v0", "app")}, []corev1.ContainerStatus{running("netdiag-aaaaa", 1)}, "", false},
+		{"other target", []corev1.EphemeralContainer{ec("netdiag-aaaaa", "img:v1", "sidecar")}, []corev1.ContainerStatus{running("netdiag-aaaaa", 1)}, "", false},
+		{"not ours: name", []corev1.EphemeralContainer{ec("debugger-xyz", "img:v1", "app")}, []corev1.ContainerStatus{running("debugger-xyz", 1)}, "", false},
+		{"not ours: no marker env", []corev1.EphemeralContainer{noMarker}, []corev1.ContainerStatus{running("netdiag-aaaaa", 1)}, "", false},
+		{"other security context: privileged", []corev1.EphemeralContainer{privileged}, []corev1.ContainerStatus{running("netdiag-aaaaa", 1)}, "", false},
+		{"other security context: older plugin", []corev1.EphemeralContainer{oldStyle}, []corev1.ContainerStatus{running("netdiag-aaaaa", 1)}, "", false},
+		{"terminated", []corev1.EphemeralContainer{ec("netdiag-dead1", "img:v1", "app")}, []corev1.ContainerStatus{terminated}, "", false},
+		{"waiting (failed pull)", []corev1.EphemeralContainer{ec("netdiag-aaaaa", "img:v1", "app")}, []corev1.ContainerStatus{waiting("netdiag-aaaaa", "ErrImageNeverPull")}, "netdiag-aaaaa", false},
+		{"no status yet", []corev1.EphemeralContainer{ec("netdiag-aaaaa", "img:v1", "app")}, nil, "netdiag-aaaaa", false},
+		{"running wins over waiting", []corev1.EphemeralContainer{ec("netdiag-run11", "img:v1", "app"), ec("netdiag-wait1", "img:v1", "app")},
+			[]corev1.ContainerStatus{running("netdiag-run11", 1), waiting("netdiag-wait1", "ContainerCreating")}, "netdiag-run11", true},
+		{"newest of two waiting", []corev1.EphemeralContainer{ec("netdiag-old11", "img:v1", "app"), ec("netdiag-new11", "img:v1", "app")},
+			[]corev1.ContainerStatus{waiting("netdiag-old11", "ErrImagePull"), waiting("netdiag-new11", "ErrImagePull")}, "netdiag-new11", false},
 		{"newest of two", []corev1.EphemeralContainer{ec("netdiag-new11", "img:v1", "app"), ec("netdiag-old11", "img:v1", "app")},
-			[]corev1.ContainerStatus{running("netdiag-new11", 200), running("netdiag-old11", 100)}, "netdiag-new11"},
+			[]corev1.ContainerStatus{running("netdiag-new11", 200), running("netdiag-old11", 100)}, "netdiag-new11", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pod := &corev1.Pod{Spec: corev1.PodSpec{EphemeralContainers: tt.containers}, Status: corev1.PodStatus{EphemeralContainerStatuses: tt.statuses}}
+			got, gotRunning := FindReusableContainer(pod, spec)
+			if got != tt.want || gotRunning != tt.wantRunning {
+				t.Errorf("FindReusableContainer = %q, running %v; want %q, running %v", got, gotRunning, tt.want, tt.wantRunning)
+			}
 			if got := FindReusable(pod, spec); got != tt.want {
 				t.Errorf("FindReusable = %q, want %q", got, tt.want)
 			}

@@ -29,14 +29,34 @@ const (
 	NodePodPrefix = "netdiag-node-"
 	// NodeContainerName is the node-debug pod's only container.
 	NodeContainerName = "netdiag"
-	// HostMountPath is where the node's / is mounted in the node-debug pod.
+	// HostMountPath is where the node's / is mounted (read-only) in the
+	// node-debug pod.
 	HostMountPath = "/host"
-	// NodePodDeadline bounds a node-debug pod's life even if the plugin is
-	// killed before it can delete it.
-	NodePodDeadline int64 = 600
-	// NodePodIdleTimeout is the idle entrypoint's own timeout.
-	NodePodIdleTimeout = "10m"
+	// SysctlDir is the one node directory a --fix writes (nf_conntrack_max
+	// persisted in a sysctl.d file); a Writable node pod mounts it
+	// read-write at HostMountPath+SysctlDir, and nothing else.
+	SysctlDir = "/etc/sysctl.d"
+	// NodePodDeadlineMargin is added to a bounded node pod's work to size
+	// its activeDeadlineSeconds: the wait for the pod to start, the helper
+	// finishing its file, deleting the pod.
+	NodePodDeadlineMargin = 2 * time.Minute
+	// NodePodIdleTimeout is the node pod's idle entrypoint timeout: once no
+	// helper process (capture, check, fix, keepalive) has run in it for
+	// this long, the pod ends.
+	NodePodIdleTimeout = 30 * time.Second
+	// KeepaliveHeartbeat is the node pod's keepalive --heartbeat: this long
+	// after the plugin's last heartbeat, the keepalive exits (and the idle
+	// entrypoint NodePodIdleTimeout later).
+	KeepaliveHeartbeat = 30 * time.Second
+	// KeepaliveReapAfter is the keepalive's --reap-after: once the plugin
+	// is gone and no new keepalive started within this long, the keepalive
+	// ends the helper commands still running in the pod.
+	KeepaliveReapAfter = 10 * time.Second
 )
+
+// keepaliveEvery is how often the plugin sends a keepalive heartbeat (and
+// waits before starting a broken keepalive again); tests shorten it.
+var keepaliveEvery = 2 * time.Second
 
 // NodePodSpec says what node-debug pod is wanted.
 type NodePodSpec struct {
@@ -46,9 +66,36 @@ type NodePodSpec struct {
 	PullPolicy corev1.PullPolicy
 	// PullSecrets are the pod's imagePullSecrets, for a private registry.
 	PullSecrets []corev1.LocalObjectReference
-	// Writable mounts the host's / read-write (a --fix or --kill needs it);
-	// otherwise it is read-only.
+	// Writable adds a read-write mount of the node's /etc/sysctl.d (a
+	// --fix persists nf_conntrack_max there); the node's / stays read-only.
 	Writable bool
+	// WorkDuration bounds the work the pod is for (a capture's --duration
+	// plus the wait for the pod to start): the pod gets an
+	// activeDeadlineSeconds of WorkDuration+NodePodDeadlineMargin. 0 is
+	// open-ended work (a capture until Ctrl-C, checks with --fix prompts):
+	// no deadline; the pod ends NodePodIdleTimeout after its keepalive
+	// stops hearing from the plugin.
+	WorkDuration time.Duration
+}
+
+// BoundedWork is a NodePodSpec.WorkDuration: work plus overhead (the wait
+// for the pod to start, a grace to finish), or 0 (open-ended) when work is
+// not bounded (0).
+func BoundedWork(work, overhead time.Duration) time.Duration {
+	if work <= 0 {
+		return 0
+	}
+	return work + overhead
+}
+
+// Deadline is the node pod's activeDeadlineSeconds: nil for open-ended
+// work, else WorkDuration+NodePodDeadlineMargin in whole seconds.
+func (spec NodePodSpec) Deadline() *int64 {
+	if spec.WorkDuration <= 0 {
+		return nil
+	}
+	d := spec.WorkDuration + NodePodDeadlineMargin
+	return ptr.To(int64((d + time.Second - 1) / time.Second))
 }
 
 // NodePodName is netdiag-node-<node>-<suffix>, the node part trimmed so the
@@ -64,10 +111,25 @@ func NodePodName(node, suffix string) string {
 }
 
 // NewNodePod builds the node-debug pod: host network and PID namespaces, a
-// privileged helper container, the host's / at /host (read-only unless
-// spec.Writable), pinned to the node and tolerating every taint, and a
-// deadline so it ends even when nobody deletes it.
+// privileged helper container, the host's / read-only at /host (plus the
+// node's /etc/sysctl.d read-write when spec.Writable), pinned to the node
+// and tolerating every taint. It ends by itself: its idle entrypoint exits
+// once no helper process runs in it, and bounded work also gets a deadline.
 func NewNodePod(spec NodePodSpec, nameSuffix string) *corev1.Pod {
+	mounts := []corev1.VolumeMount{{Name: "host", MountPath: HostMountPath, ReadOnly: true}}
+	volumes := []corev1.Volume{{
+		Name:         "host",
+		VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}},
+	}}
+	if spec.Writable {
+		mounts = append(mounts, corev1.VolumeMount{Name: "sysctl-d", MountPath: HostMountPath + SysctlDir})
+		volumes = append(volumes, corev1.Volume{
+			Name: "sysctl-d",
+			VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+				Path: SysctlDir, Type: ptr.To(corev1.HostPathDirectoryOrCreate),
+			}},
+		})
+	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      NodePodName(spec.Node, nameSuffix),
@@ -79,7 +141,7 @@ func NewNodePod(spec NodePodSpec, nameSuffix string) *corev1.Pod {
 			HostNetwork:                   true,
 			HostPID:                       true,
 			RestartPolicy:                 corev1.RestartPolicyNever,
-			ActiveDeadlineSeconds:         ptr.To(NodePodDeadline),
+			ActiveDeadlineSeconds:         spec.Deadline(),
 			TerminationGracePeriodSeconds: ptr.To[int64](0),
 			AutomountServiceAccountToken:  ptr.To(false),
 			EnableServiceLinks:            ptr.To(false),
@@ -89,19 +151,26 @@ func NewNodePod(spec NodePodSpec, nameSuffix string) *corev1.Pod {
 				Name:                     NodeContainerName,
 				Image:                    spec.Image,
 				ImagePullPolicy:          spec.PullPolicy,
-				Command:                  []string{HelperPath, "idle", "--timeout", NodePodIdleTimeout},
+				Command:                  []string{HelperPath, "idle", "--timeout", NodePodIdleTimeout.String()},
 				Env:                      []corev1.EnvVar{{Name: MarkerEnv, Value: "1"}},
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 				SecurityContext: &corev1.SecurityContext{
 					Privileged: ptr.To(true),
 					RunAsUser:  ptr.To[int64](0),
 				},
-				VolumeMounts: []corev1.VolumeMount{{Name: "host", MountPath: HostMountPath, ReadOnly: !spec.Writable}},
+				// Ready while a helper command (keepalive, capture,
+				// check, fix) runs: a plugin uses the pod. cleanup
+				// leaves Ready pods alone.
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{HelperPath, "active"}}},
+					PeriodSeconds:    2,
+					TimeoutSeconds:   2,
+					SuccessThreshold: 1,
+					FailureThreshold: 1,
+				},
+				VolumeMounts: mounts,
 			}},
-			Volumes: []corev1.Volume{{
-				Name:         "host",
-				VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}},
-			}},
+			Volumes: volumes,
 		},
 	}
 }
@@ -119,22 +188,50 @@ type NodeDeps struct {
 type NodeSession struct {
 	deps NodeDeps
 	Pod  Pod
+
+	// stopKeepalive ends the keepalive exec; keepaliveDone is closed when
+	// it has returned.
+	stopKeepalive func()
+	keepaliveDone chan struct{}
 }
 
-// StartNodePod creates the node-debug pod and waits until it runs. On error
-// the pod is already deleted. Close deletes it.
+// KeepaliveExecutor is an Executor that can hold a node pod's keepalive
+// exec open for the pod's whole life (RemoteExecutor). Test fakes that
+// replay one recorded output per exec are not, and their node pods get no
+// keepalive.
+type KeepaliveExecutor interface {
+	Executor
+	// HoldsKeepalive says the executor streams stdin for as long as the
+	// exec lasts.
+	HoldsKeepalive() bool
+}
+
+// StartNodePod creates the node-debug pod, waits until it runs, and starts
+// its keepalive: `netdiag-helper keepalive` over exec with a heartbeat on
+// stdin for as long as the session is open, so the pod's idle entrypoint
+// stays between the helper runs (a --fix prompt may take minutes) and the
+// pod ends about a minute after the plugin dies. On error, or when ctx is
+// cancelled while the pod is being created or started, the pod is deleted
+// (with a fresh context). Close deletes it.
 func StartNodePod(ctx context.Context, deps NodeDeps, spec NodePodSpec) (*NodeSession, error) {
 	suffix := RandomSuffix()
 	if deps.NameSuffix != nil {
 		suffix = deps.NameSuffix()
 	}
 	pod := NewNodePod(spec, suffix)
+	s := &NodeSession{deps: deps, Pod: Pod{Namespace: pod.Namespace, Name: pod.Name}}
 	klog.V(2).Infof("creating node-debug pod %s/%s on node %s", pod.Namespace, pod.Name, spec.Node)
 	created, err := deps.Client.CoreV1().Pods(spec.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Interrupted mid-request: the API server may have
+			// created the pod anyway.
+			s.deletePod()
+			return nil, fmt.Errorf("interrupted while creating the node-debug pod %s/%s: %w", pod.Namespace, pod.Name, ctx.Err())
+		}
 		return nil, CreateNodePodAdvice(err, spec.Namespace)
 	}
-	s := &NodeSession{deps: deps, Pod: Pod{Namespace: created.Namespace, Name: created.Name}}
+	s.Pod = Pod{Namespace: created.Namespace, Name: created.Name}
 	timeout := deps.StartTimeout
 	if timeout <= 0 {
 		timeout = time.Minute
@@ -143,17 +240,92 @@ func StartNodePod(ctx context.Context, deps NodeDeps, spec NodePodSpec) (*NodeSe
 		s.Close()
 		return nil, err
 	}
+	if ctx.Err() != nil {
+		s.Close()
+		return nil, fmt.Errorf("interrupted while starting the node-debug pod %s/%s: %w", s.Pod.Namespace, s.Pod.Name, ctx.Err())
+	}
+	if ke, ok := deps.Executor.(KeepaliveExecutor); ok && ke.HoldsKeepalive() {
+		s.startKeepalive(ke)
+	}
 	return s, nil
 }
 
-// Close deletes the pod with a fresh context, so it also runs after Ctrl-C.
+// KeepaliveArgs is the keepalive command line.
+func KeepaliveArgs() []string {
+	return []string{HelperPath, "keepalive", "--heartbeat", KeepaliveHeartbeat.String(), "--reap-after", KeepaliveReapAfter.String()}
+}
+
+// startKeepalive runs the keepalive until Close, sending a heartbeat byte
+// every keepaliveEvery. When the exec breaks (a dropped connection), it is
+// started again: the pod must not end under a live plugin.
+func (s *NodeSession) startKeepalive(ex Executor) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopKeepalive, s.keepaliveDone = cancel, make(chan struct{})
+	every := keepaliveEvery
+	go func() {
+		defer close(s.keepaliveDone)
+		warned := false
+		for ctx.Err() == nil {
+			r, w := io.Pipe()
+			go func() {
+				t := time.NewTicker(every)
+				defer t.Stop()
+				for {
+					if _, err := w.Write([]byte{0}); err != nil {
+						return
+					}
+					select {
+					case <-ctx.Done():
+						// EOF: the keepalive exits at once.
+						_ = w.Close()
+						return
+					case <-t.C:
+					}
+				}
+			}()
+			var errb bytes.Buffer
+			err := ex.Stream(ctx, s.Pod, NodeContainerName, KeepaliveArgs(), r, io.Discard, &errb)
+			_ = r.CloseWithError(io.ErrClosedPipe)
+			if ctx.Err() != nil {
+				return
+			}
+			msg := strings.TrimSpace(errb.String())
+			if !warned {
+				klog.Warningf("the keepalive of node-debug pod %s/%s ended (%v%s); starting it again (without it the pod ends %s after the last helper run)",
+					s.Pod.Namespace, s.Pod.Name, err, withMessage(msg), NodePodIdleTimeout)
+				warned = true
+			} else {
+				klog.V(2).Infof("keepalive of %s/%s ended again: %v%s", s.Pod.Namespace, s.Pod.Name, err, withMessage(msg))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(every):
+			}
+		}
+	}()
+}
+
+// Close stops the keepalive and deletes the pod with a fresh context, so it
+// also runs after Ctrl-C.
 func (s *NodeSession) Close() {
+	if s.stopKeepalive != nil {
+		s.stopKeepalive()
+		select {
+		case <-s.keepaliveDone:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	s.deletePod()
+}
+
+func (s *NodeSession) deletePod() {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err := s.deps.Client.CoreV1().Pods(s.Pod.Namespace).Delete(ctx, s.Pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 	if err != nil && !apierrors.IsNotFound(err) {
-		klog.Warningf("could not delete node-debug pod %s/%s: %v (it ends by itself within %ds; or: kubectl delete pod %s -n %s)",
-			s.Pod.Namespace, s.Pod.Name, err, NodePodDeadline, s.Pod.Name, s.Pod.Namespace)
+		klog.Warningf("could not delete node-debug pod %s/%s: %v (it ends by itself once its helper is idle; or: kubectl delete pod %s -n %s)",
+			s.Pod.Namespace, s.Pod.Name, err, s.Pod.Name, s.Pod.Namespace)
 		return
 	}
 	klog.V(2).Infof("deleted node-debug pod %s/%s", s.Pod.Namespace, s.Pod.Name)

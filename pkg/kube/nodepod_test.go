@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -14,8 +15,26 @@ import (
 )
 
 func TestNewNodePod(t *testing.T) {
-	for _, writable := range []bool{false, true} {
-		got := NewNodePod(NodePodSpec{Node: "node-1", Namespace: "ops", Image: "img:v1", PullPolicy: corev1.PullNever, PullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}}, Writable: writable}, "ab1cd")
+	hostRO := corev1.VolumeMount{Name: "host", MountPath: "/host", ReadOnly: true}
+	hostVol := corev1.Volume{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}
+	sysctlRW := corev1.VolumeMount{Name: "sysctl-d", MountPath: "/host/etc/sysctl.d"}
+	sysctlVol := corev1.Volume{Name: "sysctl-d", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+		Path: "/etc/sysctl.d", Type: ptr.To(corev1.HostPathDirectoryOrCreate)}}}
+	for _, tt := range []struct {
+		name     string
+		writable bool
+		work     time.Duration
+		deadline *int64
+		mounts   []corev1.VolumeMount
+		volumes  []corev1.Volume
+	}{
+		{name: "open-ended, read-only", mounts: []corev1.VolumeMount{hostRO}, volumes: []corev1.Volume{hostVol}},
+		{name: "writable: only sysctl.d", writable: true,
+			mounts: []corev1.VolumeMount{hostRO, sysctlRW}, volumes: []corev1.Volume{hostVol, sysctlVol}},
+		{name: "bounded: work plus margin", work: 20*time.Minute + 500*time.Millisecond, deadline: ptr.To[int64](20*60 + 1 + 120),
+			mounts: []corev1.VolumeMount{hostRO}, volumes: []corev1.Volume{hostVol}},
+	} {
+		got := NewNodePod(NodePodSpec{Node: "node-1", Namespace: "ops", Image: "img:v1", PullPolicy: corev1.PullNever, PullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}}, Writable: tt.writable, WorkDuration: tt.work}, "ab1cd")
 		want := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{
 				Name:      "netdiag-node-node-1-ab1cd",
@@ -27,7 +46,7 @@ func TestNewNodePod(t *testing.T) {
 				HostNetwork:                   true,
 				HostPID:                       true,
 				RestartPolicy:                 corev1.RestartPolicyNever,
-				ActiveDeadlineSeconds:         ptr.To[int64](600),
+				ActiveDeadlineSeconds:         tt.deadline,
 				TerminationGracePeriodSeconds: ptr.To[int64](0),
 				AutomountServiceAccountToken:  ptr.To(false),
 				EnableServiceLinks:            ptr.To(false),
@@ -37,18 +56,31 @@ func TestNewNodePod(t *testing.T) {
 					Name:                     "netdiag",
 					Image:                    "img:v1",
 					ImagePullPolicy:          corev1.PullNever,
-					Command:                  []string{"/netdiag-helper", "idle", "--timeout", "10m"},
+					Command:                  []string{"/netdiag-helper", "idle", "--timeout", "30s"},
 					Env:                      []corev1.EnvVar{{Name: "NETDIAG", Value: "1"}},
 					TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 					SecurityContext:          &corev1.SecurityContext{Privileged: ptr.To(true), RunAsUser: ptr.To[int64](0)},
-					VolumeMounts:             []corev1.VolumeMount{{Name: "host", MountPath: "/host", ReadOnly: !writable}},
+					ReadinessProbe: &corev1.Probe{
+						ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/netdiag-helper", "active"}}},
+						PeriodSeconds: 2, TimeoutSeconds: 2, SuccessThreshold: 1, FailureThreshold: 1,
+					},
+					VolumeMounts: tt.mounts,
 				}},
-				Volumes: []corev1.Volume{{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}},
+				Volumes: tt.volumes,
 			},
 		}
 		if d := cmp.Diff(want, got); d != "" {
-			t.Errorf("writable=%v: node pod (-want +got):\n%s", writable, d)
+			t.Errorf("%s: node pod (-want +got):\n%s", tt.name, d)
 		}
+	}
+}
+
+func TestBoundedWork(t *testing.T) {
+	if got := BoundedWork(0, time.Minute); got != 0 {
+		t.Errorf("BoundedWork(0, 1m) = %v, want 0 (open-ended)", got)
+	}
+	if got := BoundedWork(20*time.Minute, 70*time.Second); got != 21*time.Minute+10*time.Second {
+		t.Errorf("BoundedWork(20m, 70s) = %v, want 21m10s", got)
 	}
 }
 

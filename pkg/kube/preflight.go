@@ -42,11 +42,15 @@ var NodePodAccess = []Access{
 	{Verb: "delete", Resource: "pods"},
 }
 
-// CaptureAccess is what a pod capture needs in the pod's namespace: exec
-// always, and the ephemeralcontainers patch when no netdiag container can
-// be reused.
+// CaptureAccess is what a pod capture needs in the pod's namespace: exec,
+// get and watch on pods (the wait for the container), and the
+// ephemeralcontainers patch when no netdiag container can be reused.
 func CaptureAccess(inject bool) []Access {
-	need := []Access{{Verb: "create", Resource: "pods", Subresource: "exec"}}
+	need := []Access{
+		{Verb: "create", Resource: "pods", Subresource: "exec"},
+		{Verb: "get", Resource: "pods"},
+		{Verb: "watch", Resource: "pods"},
+	}
 	if inject {
 		need = append(need, Access{Verb: "patch", Resource: "pods", Subresource: "ephemeralcontainers"})
 	}
@@ -98,15 +102,15 @@ func PodSecurityLevel(ctx context.Context, client kubernetes.Interface, namespac
 	return ns.Labels[PodSecurityEnforceLabel], nil
 }
 
-// PreflightCapture checks, before the netdiag container is added, that the
-// user may add it and exec into it, and that the namespace's Pod Security
-// level admits NET_RAW and NET_ADMIN.
+// PreflightCapture checks, before the netdiag container is added or
+// reused, that the user may exec into it and watch the pod (and add it, when
+// inject), and that the namespace's Pod Security level admits NET_RAW and
+// NET_ADMIN: a restricted namespace is refused even when a netdiag container
+// is already there, since a capture in it goes against the namespace's
+// policy all the same.
 func PreflightCapture(ctx context.Context, client kubernetes.Interface, namespace string, inject bool) error {
 	if err := CheckAccess(ctx, client, namespace, CaptureAccess(inject), "to capture in its pods"); err != nil {
 		return err
-	}
-	if !inject {
-		return nil
 	}
 	level, err := PodSecurityLevel(ctx, client, namespace)
 	if err != nil {

@@ -30,6 +30,10 @@ var failingWaitReasons = map[string]bool{
 	"PreStartHookError":          true,
 }
 
+// CannotStart says whether a container waiting for reason will not get to
+// run by waiting (an image that cannot be pulled, a bad config).
+func CannotStart(reason string) bool { return failingWaitReasons[reason] }
+
 // WaitForEphemeralRunning waits until the ephemeral container named container
 // in the pod is Running, and fails at once when it cannot get there.
 func WaitForEphemeralRunning(ctx context.Context, client kubernetes.Interface, namespace, podName, container string, timeout time.Duration) (*corev1.Pod, error) {

@@ -167,6 +167,9 @@ func runNode(ctx context.Context, deps kube.NodeDeps, cfg Config, node string) r
 
 	s, err := kube.StartNodePod(ctx, deps, kube.NodePodSpec{
 		Node: node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, PullSecrets: cfg.PullSecrets, Writable: cfg.Writable,
+		// No deadline: --fix prompts may keep the pod for any time; the
+		// session's keepalive ends it once the plugin is gone.
+		WorkDuration: 0,
 	})
 	if err != nil {
 		res.Err = err
