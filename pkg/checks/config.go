@@ -39,6 +39,9 @@ var AllChecks = []string{CheckBridge, CheckVeth, CheckARP, CheckMTU, CheckConntr
 const (
 	DefaultTop    = 10
 	DefaultRecent = time.Hour
+	// DefaultDropSample is the gap between the conntrack check's two
+	// reads of the drop counters.
+	DefaultDropSample = time.Second
 )
 
 // PodInfo describes one pod on the node, as the plugin knows it from the API.
@@ -111,8 +114,12 @@ type Config struct {
 	// the conntrack table dump.
 	Top int
 	// Recent is how far back a "table full" kernel message makes the
-	// conntrack check fail; older ones are counted and reported.
+	// conntrack check warn; older ones are counted and reported.
 	Recent time.Duration
+	// DropSample is how long the conntrack check waits between its two
+	// reads of the per-CPU drop counters (0: DefaultDropSample; negative:
+	// read once, and say drops now cannot be told).
+	DropSample time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// ARPWait bounds how long the arp check waits for answers to its
@@ -124,6 +131,9 @@ type Config struct {
 	// prober, when set, replaces the raw-socket neighbour prober
 	// (tests).
 	prober neighProber
+	// sleep, when set, replaces time.Sleep between the two reads of the
+	// conntrack counters (tests change the fixture there).
+	sleep func(time.Duration)
 	// dumpConntrack, when set, replaces the netlink conntrack dump
 	// (tests).
 	dumpConntrack func() ([]flowAddrs, error)
@@ -132,30 +142,49 @@ type Config struct {
 // errUsage marks errors in the command line.
 var errUsage = errors.New("usage")
 
-// parseFlags turns `netdiag-helper check` arguments into a Config; a
-// --pods-json of "-" is read from stdin.
-func parseFlags(args []string, stdin io.Reader, usage io.Writer) (Config, error) {
-	cfg := Config{}
-	fs := pflag.NewFlagSet("netdiag-helper check", pflag.ContinueOnError)
-	fs.SetOutput(usage)
-	checks := fs.StringSlice("checks", nil, "checks to run: "+strings.Join(AllChecks, ",")+" (default all that apply)")
+// checkFlags are the check's flags registered on a flag set, with what
+// they parse into; finish validates them into the Config.
+type checkFlags struct {
+	cfg      *Config
+	checks   *[]string
+	podIP    *string
+	podsJSON *string
+	pods     *[]string
+	cidrs    *[]string
+}
+
+// addCheckFlags registers the check's flags on fs, writing into cfg.
+func addCheckFlags(fs *pflag.FlagSet, cfg *Config) *checkFlags {
+	cf := &checkFlags{cfg: cfg}
+	cf.checks = fs.StringSlice("checks", nil, "checks to run: "+strings.Join(AllChecks, ",")+" (default all that apply)")
 	fs.StringVar(&cfg.Proc, "proc", "/proc", "procfs root")
 	fs.StringVar(&cfg.Sys, "sys", "/sys", "sysfs root")
 	fs.StringVar(&cfg.Kmsg, "kmsg", "/dev/kmsg", "kernel log to scan (/dev/kmsg or a file of kmsg records or dmesg lines)")
 	fs.StringVar(&cfg.HostRoot, "host-root", "", "the node's root filesystem, for runtime sockets (default /host when it exists, else /)")
 	fs.StringVar(&cfg.NetNS, "netns", "", "network namespace file of the node's network (default: the current one)")
 	fs.StringVar(&cfg.Bridge, "bridge", "", "pod bridge (default: auto-detect cbr0, cni0, docker0, then any bridge)")
-	podIP := fs.String("pod-ip", "", "IP of the pod to check")
+	cf.podIP = fs.String("pod-ip", "", "IP of the pod to check")
 	fs.StringVar(&cfg.PodUID, "pod-uid", "", "UID of the pod to check")
 	fs.IntVar(&cfg.Port, "port", 0, "port whose holder the stale check names")
 	fs.IntVar(&cfg.ExpectedMTU, "expected-mtu", 0, "pod MTU the network should have (default: uplink MTU minus overlay overhead)")
 	fs.StringSliceVar(&cfg.KnownContainers, "known-containers", nil, "container IDs the API reports for the pod")
-	podsJSON := fs.String("pods-json", "", `file with a JSON array of the node's pods ({"namespace","name","uid","ip","mac","containers"}); "-" reads standard input`)
-	pods := fs.StringArray("pod", nil, "a pod on the node as NAMESPACE/NAME,UID,IP[,MAC] (repeatable)")
-	cidrs := fs.StringSlice("pod-cidr", nil, "pod CIDRs scoping the conntrack top-IP list (default: the bridge's subnets)")
-	fs.StringVar(&cfg.RuntimeEndpoint, "runtime-endpoint", "", "CRI socket (node path below --host-root, or unix:///path; default: containerd's, then CRI-O's)")
+	cf.podsJSON = fs.String("pods-json", "", `file with a JSON array of the node's pods ({"namespace","name","uid","ip","mac","containers"}); "-" reads standard input`)
+	cf.pods = fs.StringArray("pod", nil, "a pod on the node as NAMESPACE/NAME,UID,IP[,MAC] (repeatable)")
+	cf.cidrs = fs.StringSlice("pod-cidr", nil, "pod CIDRs scoping the conntrack top-IP list (default: the bridge's subnets)")
+	fs.StringVar(&cfg.RuntimeEndpoint, "runtime-endpoint", "", "CRI socket (node path below --host-root, or unix:///path; default: containerd's, CRI-O's, k3s', microk8s' and cri-dockerd's sockets)")
 	fs.IntVar(&cfg.Top, "top", DefaultTop, "how many IPs the conntrack check lists by entries (0: skip the table dump)")
-	fs.DurationVar(&cfg.Recent, "recent", DefaultRecent, `how recent a "table full" kernel message must be to fail the conntrack check`)
+	fs.DurationVar(&cfg.Recent, "recent", DefaultRecent, `how recent a "table full" kernel message must be to make the conntrack check warn`)
+	fs.DurationVar(&cfg.DropSample, "drop-sample", DefaultDropSample, "how long the conntrack check watches the per-CPU drop counters (at most 10s; 0: read them once)")
+	return cf
+}
+
+// parseFlags turns `netdiag-helper check` arguments into a Config; a
+// --pods-json of "-" is read from stdin.
+func parseFlags(args []string, stdin io.Reader, usage io.Writer) (Config, error) {
+	cfg := Config{}
+	fs := pflag.NewFlagSet("netdiag-helper check", pflag.ContinueOnError)
+	fs.SetOutput(usage)
+	cf := addCheckFlags(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return Config{}, err
@@ -165,56 +194,71 @@ func parseFlags(args []string, stdin io.Reader, usage io.Writer) (Config, error)
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	for _, c := range *checks {
+	if err := cf.finish(stdin); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// finish validates the parsed check flags and fills cf.cfg.
+func (cf *checkFlags) finish(stdin io.Reader) error {
+	cfg := cf.cfg
+	for _, c := range *cf.checks {
 		c = strings.TrimSpace(c)
 		if c == "" {
 			continue
 		}
 		if !isCheck(c) {
-			return Config{}, fmt.Errorf("%w: --checks: unknown check %q (known: %s)", errUsage, c, strings.Join(AllChecks, ","))
+			return fmt.Errorf("%w: --checks: unknown check %q (known: %s)", errUsage, c, strings.Join(AllChecks, ","))
 		}
 		cfg.Checks = append(cfg.Checks, c)
 	}
-	if *podIP != "" {
-		cfg.PodIP = net.ParseIP(*podIP)
+	if *cf.podIP != "" {
+		cfg.PodIP = net.ParseIP(*cf.podIP)
 		if cfg.PodIP == nil {
-			return Config{}, fmt.Errorf("%w: --pod-ip %q is not an IP address", errUsage, *podIP)
+			return fmt.Errorf("%w: --pod-ip %q is not an IP address", errUsage, *cf.podIP)
 		}
 	}
 	if cfg.Port < 0 || cfg.Port > 65535 {
-		return Config{}, fmt.Errorf("%w: --port %d is not a port", errUsage, cfg.Port)
+		return fmt.Errorf("%w: --port %d is not a port", errUsage, cfg.Port)
 	}
 	if cfg.ExpectedMTU < 0 {
-		return Config{}, fmt.Errorf("%w: --expected-mtu must not be negative", errUsage)
+		return fmt.Errorf("%w: --expected-mtu must not be negative", errUsage)
 	}
 	if cfg.Top < 0 {
-		return Config{}, fmt.Errorf("%w: --top must not be negative", errUsage)
+		return fmt.Errorf("%w: --top must not be negative", errUsage)
 	}
-	if *podsJSON != "" {
+	switch {
+	case cfg.DropSample < 0 || cfg.DropSample > 10*time.Second:
+		return fmt.Errorf("%w: --drop-sample must be between 0 and 10s, got %s", errUsage, cfg.DropSample)
+	case cfg.DropSample == 0:
+		cfg.DropSample = -1 // read once
+	}
+	if *cf.podsJSON != "" {
 		var r io.Reader = stdin
-		if *podsJSON != "-" {
-			f, err := os.Open(*podsJSON)
+		if *cf.podsJSON != "-" {
+			f, err := os.Open(*cf.podsJSON)
 			if err != nil {
-				return Config{}, fmt.Errorf("%w: --pods-json: %v", errUsage, err)
+				return fmt.Errorf("%w: --pods-json: %v", errUsage, err)
 			}
 			defer f.Close()
 			r = f
 		}
 		if err := json.NewDecoder(r).Decode(&cfg.Pods); err != nil {
-			return Config{}, fmt.Errorf("%w: --pods-json: not a JSON array of pods: %v", errUsage, err)
+			return fmt.Errorf("%w: --pods-json: not a JSON array of pods: %v", errUsage, err)
 		}
 	}
-	for _, p := range *pods {
+	for _, p := range *cf.pods {
 		pi, err := parsePodFlag(p)
 		if err != nil {
-			return Config{}, fmt.Errorf("%w: --pod %q: %v", errUsage, p, err)
+			return fmt.Errorf("%w: --pod %q: %v", errUsage, p, err)
 		}
 		cfg.Pods = append(cfg.Pods, pi)
 	}
-	for _, c := range *cidrs {
+	for _, c := range *cf.cidrs {
 		_, n, err := net.ParseCIDR(strings.TrimSpace(c))
 		if err != nil {
-			return Config{}, fmt.Errorf("%w: --pod-cidr %q is not a CIDR", errUsage, c)
+			return fmt.Errorf("%w: --pod-cidr %q is not a CIDR", errUsage, c)
 		}
 		cfg.PodCIDRs = append(cfg.PodCIDRs, n)
 	}
@@ -224,7 +268,7 @@ func parseFlags(args []string, stdin io.Reader, usage io.Writer) (Config, error)
 			cfg.HostRoot = "/host"
 		}
 	}
-	return cfg, nil
+	return nil
 }
 
 // parsePodFlag parses NAMESPACE/NAME,UID,IP[,MAC]; empty fields are allowed
@@ -284,6 +328,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Recent == 0 {
 		c.Recent = DefaultRecent
+	}
+	if c.DropSample == 0 {
+		c.DropSample = DefaultDropSample
+	}
+	if c.sleep == nil {
+		c.sleep = time.Sleep
 	}
 	if c.ARPWait <= 0 {
 		c.ARPWait = DefaultARPWait

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -19,6 +20,55 @@ import (
 // tableFullText is what the kernel logs when it drops a packet because the
 // conntrack table is full.
 const tableFullText = "nf_conntrack: table full, dropping packet"
+
+// severityRank orders severities, ok lowest.
+func severityRank(s protocol.Severity) int {
+	switch s {
+	case protocol.SeverityFail:
+		return 3
+	case protocol.SeverityWarn:
+		return 2
+	case protocol.SeverityInfo:
+		return 1
+	}
+	return 0
+}
+
+// ago says how long ago, in the unit that reads best: "40 s", "12 min",
+// "3 h 5 min".
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%d s", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	}
+	h := int(d.Hours())
+	return fmt.Sprintf("%d h %d min", h, int(d.Minutes())-60*h)
+}
+
+// tableFullPast tells of "table full" messages within Config.Recent: how
+// many, how long ago the last one was, and what can be said of the max
+// then. The kernel does not log the max, so it is known to have been raised
+// only when netdiag's persisted file is newer than the last message.
+func tableFullPast(cfg Config, ks kmsgScan, pct uint64) string {
+	msg := fmt.Sprintf("the kernel dropped packets: %d %q messages in the last %s", ks.Recent, tableFullText, cfg.Recent)
+	if !ks.HasLast {
+		return msg + " (undated: their age is unknown)"
+	}
+	msg += fmt.Sprintf(", last %s ago", ago(ks.LastAgo))
+	last := cfg.Now().Add(-ks.LastAgo)
+	persisted := filepath.Join(cfg.HostRoot, "etc", "sysctl.d", ConntrackPersistFile)
+	if fi, err := os.Stat(persisted); err == nil && fi.ModTime().After(last) {
+		msg += fmt.Sprintf("; nf_conntrack_max was raised since (by kubectl netdiag, %s ago)", ago(cfg.Now().Sub(fi.ModTime())))
+	} else {
+		msg += "; the max at that time is not known"
+	}
+	if pct < 50 {
+		msg += fmt.Sprintf("; usage is now far below the max (%d%%)", pct)
+	}
+	return msg
+}
 
 // flowAddrs are the addresses of one conntrack entry (both directions,
 // so NATed pod addresses count too).
@@ -94,14 +144,36 @@ func checkConntrack(e *env, emit func(protocol.Finding)) error {
 		notes = append(notes, fmt.Sprintf("meminfo: %v", errOr(err, "no MemTotal")))
 	}
 
+	// Drops happening now: the per-CPU counters read twice, DropSample
+	// apart. Counters since boot say nothing about now.
+	statPath := filepath.Join(cfg.Proc, "net", "stat", "nf_conntrack")
 	var st conntrackStat
-	haveStat := false
-	if s, err := readConntrackStat(filepath.Join(cfg.Proc, "net", "stat", "nf_conntrack")); err == nil {
+	haveStat, haveDelta := false, false
+	var delta map[string]uint64
+	if s, err := readConntrackStat(statPath); err == nil {
 		st, haveStat = s, true
-		data["drop"] = s.Totals["drop"]
-		data["insertFailed"] = s.Totals["insert_failed"]
-		data["earlyDrop"] = s.Totals["early_drop"]
-		data["cpus"] = s.CPUs
+		if cfg.DropSample > 0 {
+			cfg.sleep(cfg.DropSample)
+			if s2, err := readConntrackStat(statPath); err == nil {
+				delta = map[string]uint64{}
+				for _, k := range []string{"drop", "insert_failed", "early_drop"} {
+					if s2.Totals[k] > s.Totals[k] {
+						delta[k] = s2.Totals[k] - s.Totals[k]
+					}
+				}
+				st, haveDelta = s2, true
+				data["sampleSeconds"] = cfg.DropSample.Seconds()
+				data["dropsDuringCheck"] = delta["drop"]
+				data["insertFailedDuringCheck"] = delta["insert_failed"]
+				data["earlyDropDuringCheck"] = delta["early_drop"]
+			} else {
+				notes = append(notes, fmt.Sprintf("per-CPU stats, second read: %v", err))
+			}
+		}
+		data["drop"] = st.Totals["drop"]
+		data["insertFailed"] = st.Totals["insert_failed"]
+		data["earlyDrop"] = st.Totals["early_drop"]
+		data["cpus"] = st.CPUs
 	} else {
 		notes = append(notes, fmt.Sprintf("per-CPU stats: %v", err))
 	}
@@ -156,23 +228,37 @@ func checkConntrack(e *env, emit func(protocol.Finding)) error {
 	data["percent"] = pct
 	msg := fmt.Sprintf("conntrack table %d%% full (%d of %d)", pct, count, maxEntries)
 	sev := protocol.SeverityOK
+	raise := func(to protocol.Severity) {
+		if severityRank(to) > severityRank(sev) {
+			sev = to
+		}
+	}
 	switch {
 	case pct >= 95:
-		sev = protocol.SeverityFail
+		raise(protocol.SeverityFail)
 	case pct >= 80:
-		sev = protocol.SeverityWarn
+		raise(protocol.SeverityWarn)
+	}
+	if haveDelta && delta["drop"]+delta["insert_failed"]+delta["early_drop"] > 0 {
+		raise(protocol.SeverityFail)
+		msg += fmt.Sprintf("; the kernel is dropping now: +%d drop, +%d insert_failed, +%d early_drop in %s", delta["drop"], delta["insert_failed"], delta["early_drop"], cfg.DropSample)
 	}
 	if ks.Recent > 0 {
-		sev = protocol.SeverityFail
-		msg += fmt.Sprintf("; the kernel dropped packets: %d %q messages in the last %s", ks.Recent, tableFullText, cfg.Recent)
+		raise(protocol.SeverityWarn)
+		msg += "; " + tableFullPast(cfg, ks, pct)
 	}
 	if sev == protocol.SeverityOK && haveStat && (st.Totals["drop"] > 0 || st.Totals["early_drop"] > 0 || st.Totals["insert_failed"] > 0) {
-		sev = protocol.SeverityInfo
-		msg += fmt.Sprintf("; since boot: %d drop, %d early_drop, %d insert_failed", st.Totals["drop"], st.Totals["early_drop"], st.Totals["insert_failed"])
+		if haveDelta {
+			msg += fmt.Sprintf("; no drops during the check (%d drop, %d early_drop, %d insert_failed since boot)", st.Totals["drop"], st.Totals["early_drop"], st.Totals["insert_failed"])
+		} else {
+			msg += fmt.Sprintf("; since boot: %d drop, %d early_drop, %d insert_failed (not sampled twice: whether drops happen now is unknown)", st.Totals["drop"], st.Totals["early_drop"], st.Totals["insert_failed"])
+		}
 	}
-	if sev == protocol.SeverityOK && ks.Events > 0 {
-		sev = protocol.SeverityInfo
-		msg += fmt.Sprintf("; %d older %q messages in the kernel log", ks.Events, tableFullText)
+	if sev == protocol.SeverityOK && ks.Events > ks.Recent {
+		msg += fmt.Sprintf("; %d older %q messages in the kernel log", ks.Events-ks.Recent, tableFullText)
+		if ks.HasLast {
+			msg += fmt.Sprintf(" (last %s ago)", ago(ks.LastAgo))
+		}
 	}
 
 	var remedy string

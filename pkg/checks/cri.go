@@ -19,8 +19,12 @@ import (
 var defaultRuntimeSockets = []string{
 	"run/containerd/containerd.sock",
 	"run/crio/crio.sock",
+	"run/k3s/containerd/containerd.sock",           // k3s, RKE2
+	"var/snap/microk8s/common/run/containerd.sock", // microk8s
+	"run/cri-dockerd.sock",                         // cri-dockerd
 	"var/run/containerd/containerd.sock",
 	"var/run/crio/crio.sock",
+	"var/run/cri-dockerd.sock",
 }
 
 // runtimeState is what the container runtime knows: every container and

@@ -2,14 +2,18 @@ package checks
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,62 +32,71 @@ const DefaultKillGrace = 5 * time.Second
 
 // FixConfig is what `netdiag-helper fix` was asked to do. The check flags
 // (--proc, --host-root, --pod-uid, --known-containers, --runtime-endpoint,
-// --pods-json, ...) are accepted too: --kill runs the stale check with them
-// to confirm each PID before it signals it.
+// --pods-json, ...) are accepted too, parsed by the same flag set (a value
+// is never mistaken for a flag): --kill runs the stale check with them to
+// confirm each PID before it signals it.
 type FixConfig struct {
 	BridgeUp     string
 	ConntrackMax uint64
 	PersistDir   string
 	Kill         []int
-	Grace        time.Duration
-	Check        Config
+	// KillStart is, per PID of Kill, the start time (clock ticks after
+	// boot, data.startTicks of the stale finding) of the process the user
+	// approved; a PID without one is not signalled.
+	KillStart map[int]uint64
+	Grace     time.Duration
+	Check     Config
 }
 
-// fixFlags are the flags that belong to fix itself (all take a value).
-var fixFlags = map[string]bool{"--bridge-up": true, "--conntrack-max": true, "--persist-dir": true, "--kill": true, "--grace": true}
-
-// splitFixArgs separates fix's own flags from the check flags.
-func splitFixArgs(args []string) (fix, check []string) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		name, _, hasValue := strings.Cut(a, "=")
-		if !fixFlags[name] {
-			check = append(check, a)
-			continue
+// parseKillList parses --kill: PID[:STARTTICKS],...
+func parseKillList(v string) ([]int, map[int]uint64, error) {
+	var pids []int
+	starts := map[int]uint64{}
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		p, st, hasStart := strings.Cut(s, ":")
+		pid, err := strconv.Atoi(p)
+		if err != nil || pid <= 1 {
+			return nil, nil, fmt.Errorf("--kill: %q is not a PID (want PID[:STARTTICKS],...)", s)
 		}
-		fix = append(fix, a)
-		if !hasValue && i+1 < len(args) {
-			i++
-			fix = append(fix, args[i])
+		if hasStart {
+			n, err := strconv.ParseUint(st, 10, 64)
+			if err != nil || n == 0 {
+				return nil, nil, fmt.Errorf("--kill: %q: the start time after the colon must be the clock ticks the stale check reports in data.startTicks", s)
+			}
+			starts[pid] = n
 		}
+		pids = append(pids, pid)
 	}
-	return fix, check
+	return pids, starts, nil
 }
 
 func parseFixFlags(args []string, stdin io.Reader, usage io.Writer) (FixConfig, error) {
-	fixArgs, checkArgs := splitFixArgs(args)
 	cfg := FixConfig{Grace: DefaultKillGrace}
 	fs := pflag.NewFlagSet("netdiag-helper fix", pflag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.StringVar(&cfg.BridgeUp, "bridge-up", "", "bring this bridge up")
 	fs.Uint64Var(&cfg.ConntrackMax, "conntrack-max", 0, "set net.netfilter.nf_conntrack_max to N (never lowers it)")
 	fs.StringVar(&cfg.PersistDir, "persist-dir", "", "also persist --conntrack-max in DIR/"+ConntrackPersistFile+" (a node path, below --host-root)")
-	kill := fs.String("kill", "", "end these PIDs (comma-separated), each only if the stale check confirms it is a stale process of --pod-uid")
+	kill := fs.String("kill", "", "end these processes, PID:STARTTICKS,... (the start time the stale check reported), each only if the stale check confirms it is a stale process of --pod-uid started then")
 	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long to wait after SIGTERM before SIGKILL")
-	if err := fs.Parse(fixArgs); err != nil {
+	var check Config
+	cf := addCheckFlags(fs, &check)
+	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return FixConfig{}, err
 		}
 		return FixConfig{}, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	if fs.NArg() > 0 {
+		return FixConfig{}, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
 	if *kill != "" {
-		for _, s := range strings.Split(*kill, ",") {
-			pid, err := strconv.Atoi(strings.TrimSpace(s))
-			if err != nil || pid <= 1 {
-				return FixConfig{}, fmt.Errorf("%w: --kill: %q is not a PID", errUsage, s)
-			}
-			cfg.Kill = append(cfg.Kill, pid)
+		pids, starts, err := parseKillList(*kill)
+		if err != nil {
+			return FixConfig{}, fmt.Errorf("%w: %v", errUsage, err)
 		}
+		cfg.Kill, cfg.KillStart = pids, starts
 	}
 	if cfg.BridgeUp == "" && cfg.ConntrackMax == 0 && len(cfg.Kill) == 0 {
 		return FixConfig{}, fmt.Errorf("%w: nothing to do: give --bridge-up, --conntrack-max or --kill", errUsage)
@@ -99,8 +112,7 @@ func parseFixFlags(args []string, stdin io.Reader, usage io.Writer) (FixConfig, 
 	if cfg.Grace < 0 {
 		return FixConfig{}, fmt.Errorf("%w: --grace must not be negative", errUsage)
 	}
-	check, err := parseFlags(checkArgs, stdin, usage)
-	if err != nil {
+	if err := cf.finish(stdin); err != nil {
 		return FixConfig{}, err
 	}
 	if len(cfg.Kill) > 0 && check.PodUID == "" {
@@ -149,7 +161,7 @@ func RunFix(ctx context.Context, cfg FixConfig, emit func(protocol.Action)) {
 		}
 	}
 	if len(cfg.Kill) > 0 {
-		killStale(ctx, c, cfg.Kill, cfg.Grace, emit)
+		killStale(ctx, c, cfg.Kill, cfg.KillStart, cfg.Grace, emit)
 	}
 }
 
@@ -180,27 +192,81 @@ func setConntrackMax(c Config, n uint64) protocol.Action {
 	return a
 }
 
+// persistConntrackMax writes DIR/90-netdiag-conntrack.conf below the host
+// root, and nothing else: a temp file with a unique name in DIR itself
+// (O_EXCL|O_NOFOLLOW, so no file or link already there is followed or
+// reused), fsynced, renamed into place, and DIR fsynced. DIR must exist
+// (the node pod mounts only the node's /etc/sysctl.d writable).
 func persistConntrackMax(c Config, dir string, n uint64) protocol.Action {
 	file := filepath.Join(dir, ConntrackPersistFile)
-	path := filepath.Join(c.HostRoot, file)
+	hostDir := filepath.Join(c.HostRoot, dir)
+	path := filepath.Join(hostDir, ConntrackPersistFile)
 	a := protocol.Action{Action: "conntrack-persist", Target: file, Data: map[string]any{"file": file, "value": n}}
 	content := fmt.Sprintf("# Written by kubectl netdiag node check --fix: the recommended conntrack table size (MemTotal/32).\nnet.netfilter.nf_conntrack_max = %d\n", n)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		a.Result, a.Message = protocol.ActionFailed, fmt.Sprintf("creating %s: %v", dir, err)
+	fail := func(format string, args ...any) protocol.Action {
+		a.Result, a.Message = protocol.ActionFailed, fmt.Sprintf(format, args...)
 		return a
 	}
-	tmp := path + ".netdiag-tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		a.Result, a.Message = protocol.ActionFailed, fmt.Sprintf("writing %s: %v", file, err)
-		return a
+	if fi, err := os.Lstat(hostDir); err != nil {
+		return fail("%s on the node: %v (nf_conntrack_max was raised, but not persisted)", dir, err)
+	} else if !fi.IsDir() {
+		return fail("%s on the node is not a directory (nf_conntrack_max was raised, but not persisted)", dir)
+	}
+	tmp, f, err := createUniqueTemp(hostDir, "."+ConntrackPersistFile+".netdiag-")
+	if err != nil {
+		return fail("writing %s: %v", file, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = os.Remove(tmp)
+		}
+	}()
+	_, werr := f.WriteString(content)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fail("writing %s: %v", file, werr)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		a.Result, a.Message = protocol.ActionFailed, fmt.Sprintf("writing %s: %v", file, err)
-		return a
+		return fail("writing %s: %v", file, err)
 	}
+	done = true
+	syncDir(hostDir)
 	a.Result, a.Message = protocol.ActionDone, fmt.Sprintf("persisted net.netfilter.nf_conntrack_max = %d in %s", n, file)
 	return a
+}
+
+// createUniqueTemp creates a new file in dir, opened O_EXCL|O_NOFOLLOW with
+// a random name after prefix.
+func createUniqueTemp(dir, prefix string) (string, *os.File, error) {
+	for range 16 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", nil, err
+		}
+		name := filepath.Join(dir, prefix+hex.EncodeToString(b[:]))
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		return name, f, nil
+	}
+	return "", nil, fmt.Errorf("no unique temporary name in %s", dir)
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
 }
 
 // staleTarget is a process the stale check confirmed.
@@ -209,14 +275,25 @@ type staleTarget struct {
 }
 
 // killStale runs the stale check, and ends only the requested PIDs that it
-// reports as stale processes of the pod, each re-verified (same pod UID,
-// same unknown container, same start time) right before every signal.
-func killStale(ctx context.Context, c Config, pids []int, grace time.Duration, emit func(protocol.Action)) {
+// reports as stale processes of the pod and whose start time is the one
+// the user approved. Each process is held by a pidfd from before its last
+// check to its last signal, so a PID reused meanwhile is never signalled.
+// The processes are ended concurrently: many stuck ones take one grace
+// period, not one each.
+func killStale(ctx context.Context, c Config, pids []int, approved map[int]uint64, grace time.Duration, emit func(protocol.Action)) {
 	check := c
 	check.Checks = []string{CheckStale}
 	confirmed := map[int]staleTarget{}
+	var rtErr string
 	err := Run(ctx, check, func(f protocol.Finding) {
 		if f.Check != CheckStale || (f.Severity != protocol.SeverityWarn && f.Severity != protocol.SeverityFail) {
+			return
+		}
+		if f.Data["runtimeReachable"] == false {
+			rtErr, _ = f.Data["runtimeError"].(string)
+			if rtErr == "" {
+				rtErr = "unknown error"
+			}
 			return
 		}
 		pid, ok := f.Data["pid"].(int)
@@ -229,46 +306,73 @@ func killStale(ctx context.Context, c Config, pids []int, grace time.Duration, e
 			confirmed[pid] = staleTarget{PodUID: uid, ContainerID: cid}
 		}
 	})
-	for _, pid := range pids {
+	actions := make([]protocol.Action, len(pids))
+	var wg sync.WaitGroup
+	for i, pid := range pids {
 		a := protocol.Action{Action: "kill", Target: strconv.Itoa(pid), Data: map[string]any{"pid": pid}}
 		t, ok := confirmed[pid]
+		start, haveStart := approved[pid]
+		if haveStart {
+			a.Data["approvedStartTicks"] = start
+		}
 		switch {
+		case rtErr != "":
+			a.Result, a.Message = protocol.ActionRefused, fmt.Sprintf("%s (%s): pid %d not signalled", RuntimeUnreachable, rtErr, pid)
 		case err != nil && !ok:
 			a.Result, a.Message = protocol.ActionRefused, fmt.Sprintf("the stale check could not run (%v): pid %d not signalled", err, pid)
 		case !ok:
 			a.Result, a.Message = protocol.ActionRefused, fmt.Sprintf("pid %d is not a stale process of pod UID %s: not signalled", pid, normalizeUID(c.PodUID))
 		case normalizeUID(t.PodUID) != normalizeUID(c.PodUID):
 			a.Result, a.Message = protocol.ActionRefused, fmt.Sprintf("pid %d belongs to pod UID %s, not %s: not signalled", pid, t.PodUID, c.PodUID)
+		case !haveStart:
+			a.Result, a.Message = protocol.ActionRefused, fmt.Sprintf("pid %d: no approved start time (give --kill PID:STARTTICKS, the data.startTicks of the stale finding the user approved): not signalled", pid)
 		default:
 			a.Data["containerID"] = t.ContainerID
 			a.Data["podUID"] = t.PodUID
-			sig, err := endProcess(ctx, c.Proc, pid, t, grace)
-			if sig != "" {
-				a.Data["signal"] = sig
-			}
-			if err != nil {
-				a.Result, a.Message = protocol.ActionFailed, fmt.Sprintf("pid %d: %v", pid, err)
-			} else {
-				a.Result, a.Message = protocol.ActionDone, fmt.Sprintf("stale process %d of container %s ended (%s)", pid, shortID(t.ContainerID), sig)
-			}
+			wg.Add(1)
+			go func(i int, pid int, t staleTarget, a protocol.Action) {
+				defer wg.Done()
+				sig, res, err := endProcess(ctx, c.Proc, pid, t, start, grace)
+				if sig != "" {
+					a.Data["signal"] = sig
+				}
+				switch {
+				case err != nil:
+					a.Result, a.Message = res, fmt.Sprintf("pid %d: %v", pid, err)
+				default:
+					a.Result, a.Message = protocol.ActionDone, fmt.Sprintf("stale process %d of container %s ended (%s)", pid, shortID(t.ContainerID), sig)
+				}
+				actions[i] = a
+			}(i, pid, t, a)
+			continue
 		}
+		actions[i] = a
+	}
+	wg.Wait()
+	for _, a := range actions {
 		emit(a)
 	}
 }
 
-// sameStale says whether pid is still the process of the stale container
-// t that started at start.
-func sameStale(proc string, pid int, t staleTarget, start uint64) bool {
+// sameStale says whether pid is still a process of the stale container t
+// that started at start.
+func sameStale(proc string, pid int, t staleTarget, start uint64) error {
 	lines, err := readCgroup(filepath.Join(proc, strconv.Itoa(pid), "cgroup"))
 	if err != nil {
-		return false
+		return fmt.Errorf("already gone")
 	}
 	p, ok := podProcessFromCgroup(lines)
 	if !ok || normalizeUID(p.PodUID) != normalizeUID(t.PodUID) || p.ContainerID != t.ContainerID {
-		return false
+		return fmt.Errorf("no longer a process of container %s: not signalled", shortID(t.ContainerID))
 	}
 	s, state, err := procStart(proc, pid)
-	return err == nil && s == start && state != "Z"
+	switch {
+	case err != nil || state == "Z" || state == "X":
+		return fmt.Errorf("already gone")
+	case s != start:
+		return fmt.Errorf("started at tick %d, not at tick %d as the process the user approved (the PID was reused): not signalled", s, start)
+	}
+	return nil
 }
 
 // procStart reads a process's start time (clock ticks after boot) and
@@ -292,50 +396,66 @@ func procStart(proc string, pid int) (uint64, string, error) {
 	return start, f[0], err
 }
 
-// gone says whether the process exited (missing, or a zombie).
-func gone(proc string, pid int, start uint64) bool {
-	s, state, err := procStart(proc, pid)
-	return err != nil || s != start || state == "Z" || state == "X"
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's start time (100 on
+// every Linux architecture Kubernetes runs on).
+const clockTicks = 100
+
+// startedAt turns a start time in clock ticks after boot into wall-clock
+// time, from the boot time in proc/stat.
+func startedAt(proc string, ticks uint64) (time.Time, bool) {
+	b, err := os.ReadFile(filepath.Join(proc, "stat"))
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "btime "); ok {
+			bt, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return time.Time{}, false
+			}
+			return time.Unix(bt, 0).Add(time.Duration(ticks) * time.Second / clockTicks), true
+		}
+	}
+	return time.Time{}, false
 }
 
-// endProcess sends SIGTERM, waits up to grace, then SIGKILL; each signal
-// only after checking the PID is still the same stale process.
-func endProcess(ctx context.Context, proc string, pid int, t staleTarget, grace time.Duration) (string, error) {
-	start, _, err := procStart(proc, pid)
+// endProcess holds pid by a pidfd, checks that it is still the stale
+// process the user approved (same pod, container and start time), then
+// sends SIGTERM through the pidfd, waits up to grace for it to exit, and
+// sends SIGKILL the same way. The result says how an error counts:
+// refused (nothing was signalled) or failed.
+func endProcess(ctx context.Context, proc string, pid int, t staleTarget, start uint64, grace time.Duration) (string, string, error) {
+	pf, err := openPidfd(pid)
 	if err != nil {
-		return "", fmt.Errorf("already gone")
+		return "", protocol.ActionRefused, err
 	}
-	if !sameStale(proc, pid, t, start) {
-		return "", fmt.Errorf("no longer a process of container %s: not signalled", shortID(t.ContainerID))
+	defer pf.Close()
+	// Read /proc after the pidfd is open, then make sure the process it
+	// holds is still there: what was read was that process.
+	if err := sameStale(proc, pid, t, start); err != nil {
+		return "", protocol.ActionRefused, err
 	}
-	if err := signalProcess(pid, syscall.SIGTERM); err != nil {
-		return "", fmt.Errorf("SIGTERM: %v", err)
+	if err := pf.Signal(0); err != nil {
+		return "", protocol.ActionRefused, fmt.Errorf("already gone")
 	}
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if gone(proc, pid, start) {
-			return "SIGTERM", nil
+	if err := pf.Signal(syscall.SIGTERM); err != nil {
+		return "", protocol.ActionFailed, fmt.Errorf("SIGTERM: %v", err)
+	}
+	exited, err := pf.Wait(ctx, grace)
+	if exited {
+		return "SIGTERM", "", nil
+	}
+	if err != nil {
+		return "SIGTERM", protocol.ActionFailed, err
+	}
+	if err := pf.Signal(syscall.SIGKILL); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return "SIGTERM", "", nil
 		}
-		select {
-		case <-ctx.Done():
-			return "SIGTERM", ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return "SIGTERM", protocol.ActionFailed, fmt.Errorf("SIGKILL: %v", err)
 	}
-	if gone(proc, pid, start) {
-		return "SIGTERM", nil
+	if exited, _ := pf.Wait(context.WithoutCancel(ctx), 5*time.Second); exited {
+		return "SIGKILL", "", nil
 	}
-	if !sameStale(proc, pid, t, start) {
-		return "SIGTERM", nil
-	}
-	if err := signalProcess(pid, syscall.SIGKILL); err != nil {
-		return "SIGTERM", fmt.Errorf("SIGKILL: %v", err)
-	}
-	for range 50 {
-		if gone(proc, pid, start) {
-			return "SIGKILL", nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return "SIGKILL", fmt.Errorf("still running 5s after SIGKILL")
+	return "SIGKILL", protocol.ActionFailed, fmt.Errorf("still running 5s after SIGKILL")
 }

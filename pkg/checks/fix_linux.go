@@ -1,8 +1,13 @@
 package checks
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vishvananda/netlink"
 
@@ -46,6 +51,50 @@ func bridgeUp(c Config, name string) protocol.Action {
 	return a
 }
 
-func signalProcess(pid int, sig syscall.Signal) error {
-	return syscall.Kill(pid, sig)
+// pidfd holds one process: signals sent through it reach that process or
+// nobody, never another one that got its PID.
+type pidfd struct{ fd int }
+
+func openPidfd(pid int) (*pidfd, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	switch {
+	case errors.Is(err, unix.ESRCH):
+		return nil, fmt.Errorf("already gone")
+	case errors.Is(err, unix.ENOSYS):
+		return nil, fmt.Errorf("this kernel has no pidfd_open (Linux 5.3 or later is needed to signal a process safely): not signalled")
+	case err != nil:
+		return nil, fmt.Errorf("pidfd_open: %v: not signalled", err)
+	}
+	return &pidfd{fd: fd}, nil
 }
+
+// Signal sends sig (0 only checks the process is still there).
+func (p *pidfd) Signal(sig syscall.Signal) error {
+	return unix.PidfdSendSignal(p.fd, sig, nil, 0)
+}
+
+// Wait waits up to d for the process to exit (a pidfd turns readable
+// then); it says whether it did.
+func (p *pidfd) Wait(ctx context.Context, d time.Duration) (bool, error) {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false, nil
+		}
+		ms := min(left, 100*time.Millisecond).Milliseconds()
+		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(max(ms, 1)))
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return false, fmt.Errorf("waiting for the process: %v", err)
+		}
+		if n > 0 && fds[0].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) != 0 {
+			return true, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+	}
+}
+
+func (p *pidfd) Close() { _ = unix.Close(p.fd) }

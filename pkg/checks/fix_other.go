@@ -3,7 +3,9 @@
 package checks
 
 import (
+	"context"
 	"syscall"
+	"time"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
@@ -12,4 +14,14 @@ func bridgeUp(c Config, name string) protocol.Action {
 	return protocol.Action{Action: "bridge-up", Target: name, Result: protocol.ActionFailed, Message: errOnlyLinux.Error()}
 }
 
-func signalProcess(pid int, sig syscall.Signal) error { return errOnlyLinux }
+type pidfd struct{}
+
+func openPidfd(pid int) (*pidfd, error) { return nil, errOnlyLinux }
+
+func (p *pidfd) Signal(sig syscall.Signal) error { return errOnlyLinux }
+
+func (p *pidfd) Wait(ctx context.Context, d time.Duration) (bool, error) {
+	return false, errOnlyLinux
+}
+
+func (p *pidfd) Close() {}

@@ -9,10 +9,12 @@
 package checks
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -488,7 +490,7 @@ func TestIntegrationStaleListener(t *testing.T) {
 	cfg := b.config(CheckStale)
 	cfg.PodUID = pc.uid
 	cfg.Port = 40123
-	cfg.KnownContainers = []string{"containerd://" + knownID}
+	cfg.runtime = runtimeKnowing(knownID)
 	fs := runChecks(t, cfg)
 	var got []protocol.Finding
 	for _, f := range fs {
@@ -507,6 +509,60 @@ func TestIntegrationStaleListener(t *testing.T) {
 	}
 	if d["pid"] == float64(live.Process.Pid) {
 		t.Error("the known container's process was reported")
+	}
+}
+
+// fix --kill on the kernel: a stale process in a pod cgroup (a test-only
+// cgroup, not one the kubelet manages) and its own netns is signalled
+// through a pidfd only with the start time the user approved; a wrong start
+// time (a reused PID) is refused and nothing is signalled.
+func TestIntegrationKillApprovedByPidfd(t *testing.T) {
+	requireRoot(t)
+	b := newBridgeNode(t, 1500, 0)
+	pc := newPodCgroup(t)
+	knownID, staleID := randHex(32), randHex(32)
+	live := startIn(t, b.pod, pc.container(t, knownID), "sleep", "60")
+	stale := startIn(t, b.pod, pc.container(t, staleID), "sleep", "60")
+	pid := stale.Process.Pid
+	start, _, err := procStart("/proc", pid)
+	must(t, err, "reading the start time")
+
+	run := func(kill string) protocol.Action {
+		t.Helper()
+		cfg, err := parseFixFlags([]string{"--kill", kill, "--grace", "2s", "--pod-uid", pc.uid, "--host-root", t.TempDir()}, strings.NewReader(""), io.Discard)
+		must(t, err, "parsing")
+		cfg.Check.runtime = runtimeKnowing(knownID)
+		var got []protocol.Action
+		RunFix(context.Background(), cfg, func(a protocol.Action) { got = append(got, a) })
+		if len(got) != 1 {
+			t.Fatalf("actions %+v", got)
+		}
+		return got[0]
+	}
+	alive := func(p int) bool {
+		_, state, err := procStart("/proc", p)
+		return err == nil && state != "Z"
+	}
+
+	if a := run(fmt.Sprintf("%d:%d", pid, start+1)); a.Result != protocol.ActionRefused || !strings.Contains(a.Message, "the PID was reused") {
+		t.Errorf("wrong start time: %+v", a)
+	}
+	if !alive(pid) {
+		t.Fatal("signalled with a start time the user did not approve")
+	}
+	// The known container's process is never a target.
+	lstart, _, _ := procStart("/proc", live.Process.Pid)
+	if a := run(fmt.Sprintf("%d:%d", live.Process.Pid, lstart)); a.Result != protocol.ActionRefused {
+		t.Errorf("live container's process: %+v", a)
+	}
+	if a := run(fmt.Sprintf("%d:%d", pid, start)); a.Result != protocol.ActionDone || a.Data["signal"] != "SIGTERM" {
+		t.Errorf("approved: %+v", a)
+	}
+	if alive(pid) {
+		t.Error("the approved stale process still runs")
+	}
+	if !alive(live.Process.Pid) {
+		t.Error("the live container's process was ended")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -52,6 +53,7 @@ func conntrackConfig(kmsg string) Config {
 		Kmsg:   kmsg,
 		Checks: []string{CheckConntrack},
 		Now:    func() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) },
+		sleep:  func(time.Duration) {},
 	}
 }
 
@@ -86,25 +88,163 @@ func TestRunConntrackContractExample(t *testing.T) {
 	}
 }
 
-func TestRunConntrackTableFullFails(t *testing.T) {
+// conntrackTree copies testdata/proc-conntrack to change it in a test.
+func conntrackTree(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	err := filepath.WalkDir("testdata/proc-conntrack", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel("testdata/proc-conntrack", p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(root, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(root, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func setCount(t *testing.T, proc string, n int) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(proc, "sys/net/netfilter/nf_conntrack_count"), []byte(fmt.Sprintf("%d\n", n)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A "table full" line 10 s ago, the table 91 % full, nothing dropped
+// during the check: warn, with the age; not fail.
+func TestRunConntrackPastTableFullWarns(t *testing.T) {
 	fs := runChecks(t, conntrackConfig("testdata/kmsg-recent.txt"))
-	if len(fs) != 1 || fs[0].Severity != protocol.SeverityFail {
-		t.Fatalf("got %+v, want one fail", fs)
+	if len(fs) != 1 || fs[0].Severity != protocol.SeverityWarn {
+		t.Fatalf("got %+v, want one warn", fs)
 	}
-	if !strings.Contains(fs[0].Message, "table full, dropping packet") || !strings.HasPrefix(fs[0].Message, "conntrack table 91% full (238901 of 262144); ") {
-		t.Errorf("message = %q", fs[0].Message)
+	want := `conntrack table 91% full (238901 of 262144); the kernel dropped packets: 1 "nf_conntrack: table full, dropping packet" messages in the last 1h0m0s, last 10 s ago; the max at that time is not known`
+	if fs[0].Message != want {
+		t.Errorf("message\n got %q\nwant %q", fs[0].Message, want)
 	}
-	if d := asJSON(t, fs[0].Data); d["tableFullEvents"] != 1.0 || d["recentTableFullEvents"] != 1.0 {
+	if d := asJSON(t, fs[0].Data); d["tableFullEvents"] != 1.0 || d["recentTableFullEvents"] != 1.0 || d["dropsDuringCheck"] != 0.0 || d["sampleSeconds"] != 1.0 {
 		t.Errorf("data = %v", d)
 	}
-	// A dmesg line without a timestamp cannot be dated: it fails too.
+	// A dmesg line without a timestamp cannot be dated: warn too.
 	dir := t.TempDir()
 	p := filepath.Join(dir, "dmesg")
 	if err := os.WriteFile(p, []byte("nf_conntrack: nf_conntrack: table full, dropping packet\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if fs := runChecks(t, conntrackConfig(p)); fs[0].Severity != protocol.SeverityFail {
+	if fs := runChecks(t, conntrackConfig(p)); fs[0].Severity != protocol.SeverityWarn || !strings.Contains(fs[0].Message, "(undated: their age is unknown)") {
 		t.Errorf("undated table full: %+v", fs[0])
+	}
+}
+
+// A past "table full" on a table that is now nearly empty: warn, says the
+// usage is far below the max, and says the max was raised when netdiag's
+// persisted file is newer than the message.
+func TestRunConntrackPastTableFullMaxRaised(t *testing.T) {
+	cfg := conntrackConfig("testdata/kmsg-recent.txt")
+	cfg.Proc = conntrackTree(t)
+	setCount(t, cfg.Proc, 1000)
+	cfg.HostRoot = t.TempDir()
+	fs := runChecks(t, cfg)
+	if fs[0].Severity != protocol.SeverityWarn || !strings.HasSuffix(fs[0].Message, "last 10 s ago; the max at that time is not known; usage is now far below the max (0%)") {
+		t.Errorf("got %s %q", fs[0].Severity, fs[0].Message)
+	}
+	dir := filepath.Join(cfg.HostRoot, "etc", "sysctl.d")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, ConntrackPersistFile)
+	if err := os.WriteFile(file, []byte("net.netfilter.nf_conntrack_max = 786432\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := cfg.Now()
+	if err := os.Chtimes(file, now.Add(-5*time.Second), now.Add(-5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	fs = runChecks(t, cfg)
+	if !strings.Contains(fs[0].Message, "last 10 s ago; nf_conntrack_max was raised since (by kubectl netdiag, 5 s ago); usage is now far below the max (0%)") {
+		t.Errorf("got %q", fs[0].Message)
+	}
+	// Persisted before the message: not known to be raised since.
+	if err := os.Chtimes(file, now.Add(-time.Minute), now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if fs = runChecks(t, cfg); !strings.Contains(fs[0].Message, "the max at that time is not known") {
+		t.Errorf("got %q", fs[0].Message)
+	}
+}
+
+// Drops rising between the two reads: fail, whatever the usage and the
+// kernel log say.
+func TestRunConntrackDropsNowFail(t *testing.T) {
+	cfg := conntrackConfig("testdata/kmsg-old.txt")
+	cfg.Proc = conntrackTree(t)
+	setCount(t, cfg.Proc, 1000)
+	stat := filepath.Join(cfg.Proc, "net/stat/nf_conntrack")
+	b, _ := os.ReadFile(stat)
+	var slept time.Duration
+	cfg.sleep = func(d time.Duration) {
+		slept = d
+		// drop 0x10 → 0x17 on CPU 0, insert_failed 2 → 3 on CPU 1
+		s := strings.Replace(string(b), "00000003 00000010", "00000003 00000017", 1)
+		s = strings.Replace(s, "00000002 00000020", "00000003 00000020", 1)
+		if err := os.WriteFile(stat, []byte(s), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	fs := runChecks(t, cfg)
+	if slept != time.Second {
+		t.Errorf("slept %s between the reads, want 1s", slept)
+	}
+	if len(fs) != 1 || fs[0].Severity != protocol.SeverityFail {
+		t.Fatalf("got %+v, want fail", fs)
+	}
+	if want := "conntrack table 0% full (1000 of 262144); the kernel is dropping now: +7 drop, +1 insert_failed, +0 early_drop in 1s"; fs[0].Message != want {
+		t.Errorf("message\n got %q\nwant %q", fs[0].Message, want)
+	}
+	if d := asJSON(t, fs[0].Data); d["dropsDuringCheck"] != 7.0 || d["insertFailedDuringCheck"] != 1.0 || d["earlyDropDuringCheck"] != 0.0 || d["drop"] != 55.0 {
+		t.Errorf("data = %v", d)
+	}
+}
+
+// Usage at 95 % fails; a healthy table with old "table full" lines and
+// drops since boot (but none now) is ok, and says so.
+func TestRunConntrackFullAndHealthy(t *testing.T) {
+	cfg := conntrackConfig("testdata/kmsg-old.txt")
+	cfg.Proc = conntrackTree(t)
+	setCount(t, cfg.Proc, 262144*95/100+1)
+	if fs := runChecks(t, cfg); fs[0].Severity != protocol.SeverityFail {
+		t.Errorf("95%%: %+v", fs[0])
+	}
+	setCount(t, cfg.Proc, 1000)
+	fs := runChecks(t, cfg)
+	want := `conntrack table 0% full (1000 of 262144); no drops during the check (48 drop, 1 early_drop, 5 insert_failed since boot); 3 older "nf_conntrack: table full, dropping packet" messages in the kernel log (last 27 h 46 min ago)`
+	if fs[0].Severity != protocol.SeverityOK || fs[0].Message != want {
+		t.Errorf("healthy: %s\n got %q\nwant %q", fs[0].Severity, fs[0].Message, want)
+	}
+	// Counters read once (--drop-sample negative): said, not guessed.
+	cfg.DropSample = -1
+	fs = runChecks(t, cfg)
+	if fs[0].Severity != protocol.SeverityOK || !strings.Contains(fs[0].Message, "whether drops happen now is unknown") {
+		t.Errorf("one read: %+v", fs[0])
+	}
+	if _, ok := fs[0].Data["dropsDuringCheck"]; ok {
+		t.Errorf("one read reported drops during the check: %v", fs[0].Data)
+	}
+}
+
+func TestAgo(t *testing.T) {
+	for d, want := range map[time.Duration]string{40 * time.Second: "40 s", 12*time.Minute + 5*time.Second: "12 min", 3*time.Hour + 5*time.Minute: "3 h 5 min"} {
+		if got := ago(d); got != want {
+			t.Errorf("ago(%s) = %q, want %q", d, got, want)
+		}
 	}
 }
 
@@ -257,34 +397,57 @@ func checkStaleFindings(t *testing.T, fs []protocol.Finding) {
 	}
 }
 
-// Without a runtime: --known-containers says what is live, and the pause
-// process is taken as the sandbox.
-func TestRunStaleKnownContainersNoRuntime(t *testing.T) {
-	cfg := staleConfig(t)
-	cfg.KnownContainers = []string{"containerd://" + knownID}
-	fs := runChecks(t, cfg)
-	checkStaleFindings(t, fs)
-	var sawInfo bool
-	for _, f := range fs {
-		if f.Severity == protocol.SeverityInfo && strings.Contains(f.Message, "container runtime not reachable") {
-			sawInfo = true
+func fakeRuntimeState(containers ...string) runtimeLister {
+	return func(context.Context) (runtimeState, error) {
+		st := runtimeState{Endpoint: "fake", Containers: map[string]bool{}, Sandboxes: map[string]string{sandboxID: fixtureUID}}
+		for _, c := range containers {
+			st.Containers[c] = true
 		}
-	}
-	if !sawInfo {
-		t.Error("no info finding saying the runtime was not reachable")
+		return st, nil
 	}
 }
 
-// With a runtime: its containers and sandboxes are live.
+// Without a runtime nothing is called stale, whatever the API knows: a
+// container that just restarted is not in the API's list yet. The check
+// warns, lists what runs, and names the port holder.
+func TestRunStaleNoRuntimeCallsNothingStale(t *testing.T) {
+	for _, known := range [][]string{nil, {"containerd://" + knownID}} {
+		cfg := staleConfig(t)
+		cfg.KnownContainers = known
+		fs := runChecks(t, cfg)
+		if len(fs) != 1 {
+			t.Fatalf("known %v: got %d findings: %+v", known, len(fs), fs)
+		}
+		f := fs[0]
+		if f.Severity != protocol.SeverityWarn || !strings.HasPrefix(f.Message, RuntimeUnreachable+" (") {
+			t.Errorf("known %v: got %s %q", known, f.Severity, f.Message)
+		}
+		if len(byPID(fs)) != 0 {
+			t.Errorf("known %v: a PID was reported as stale: %+v", known, f.Data)
+		}
+		d := asJSON(t, f.Data)
+		if d["runtimeReachable"] != false || d["runtimeError"] == "" {
+			t.Errorf("known %v: data %v", known, d)
+		}
+		h := d["portHolder"].(map[string]any)
+		if h["pid"] != 300.0 || h["containerID"] != staleID {
+			t.Errorf("portHolder = %v", h)
+		}
+		procs := d["processes"].([]any)
+		if len(procs) != 4 {
+			t.Fatalf("processes = %v", procs)
+		}
+		if p := procs[2].(map[string]any); p["pid"] != 300.0 || p["startTicks"] != 300050.0 || p["started"] != "2023-11-14T23:03:20Z" {
+			t.Errorf("process 300 = %v", p)
+		}
+	}
+}
+
+// With a runtime: its containers and sandboxes are live; the stale ones
+// carry what the user must see before approving a kill.
 func TestRunStaleWithRuntime(t *testing.T) {
 	cfg := staleConfig(t)
-	cfg.runtime = func(context.Context) (runtimeState, error) {
-		return runtimeState{
-			Endpoint:   "fake",
-			Containers: map[string]bool{knownID: true},
-			Sandboxes:  map[string]string{sandboxID: fixtureUID},
-		}, nil
-	}
+	cfg.runtime = fakeRuntimeState(knownID)
 	fs := runChecks(t, cfg)
 	checkStaleFindings(t, fs)
 	for _, f := range fs {
@@ -292,23 +455,40 @@ func TestRunStaleWithRuntime(t *testing.T) {
 			t.Errorf("unexpected info finding: %s", f.Message)
 		}
 	}
-}
-
-// Nothing known: no claim, but the port holder is named.
-func TestRunStaleNothingKnown(t *testing.T) {
-	fs := runChecks(t, staleConfig(t))
-	var f *protocol.Finding
-	for i := range fs {
-		if fs[i].Subject != "node" {
-			f = &fs[i]
+	d := asJSON(t, byPID(fs)[300].Data)
+	// btime 1700000000 (22:13:20) + 300050 ticks / 100 (50 min)
+	for k, want := range map[string]any{"startTicks": 300050.0, "started": "2023-11-14T23:03:20Z", "runtimeEndpoint": "fake"} {
+		if d[k] != want {
+			t.Errorf("data.%s = %v, want %v", k, d[k], want)
 		}
 	}
-	if f == nil || f.Severity != protocol.SeverityInfo || !strings.HasPrefix(f.Message, "cannot tell stale processes") {
+}
+
+// The crash-loop case: the container restarted, the API still lists the
+// old ID (or none), the runtime knows the new one: not stale.
+func TestRunStaleRestartedContainerIsNotStale(t *testing.T) {
+	cfg := staleConfig(t)
+	cfg.Port = 6379
+	cfg.KnownContainers = []string{"containerd://" + strings.Repeat("f", 64)}
+	cfg.runtime = fakeRuntimeState(knownID, staleID, idleID)
+	fs := runChecks(t, cfg)
+	if len(fs) != 1 || fs[0].Severity != protocol.SeverityOK {
 		t.Fatalf("got %+v", fs)
 	}
-	h := asJSON(t, f.Data)["portHolder"].(map[string]any)
-	if h["pid"] != 300.0 || h["containerID"] != staleID {
+	if h := asJSON(t, fs[0].Data)["portHolder"].(map[string]any); h["pid"] != 300.0 {
 		t.Errorf("portHolder = %v", h)
+	}
+}
+
+// A runtime that errors is as good as none.
+func TestRunStaleRuntimeError(t *testing.T) {
+	cfg := staleConfig(t)
+	cfg.runtime = func(context.Context) (runtimeState, error) {
+		return runtimeState{}, errors.New("runtime socket /run/containerd/containerd.sock: ListContainers: unavailable")
+	}
+	fs := runChecks(t, cfg)
+	if len(fs) != 1 || fs[0].Severity != protocol.SeverityWarn || !strings.Contains(fs[0].Message, "ListContainers: unavailable") || len(byPID(fs)) != 0 {
+		t.Fatalf("got %+v", fs)
 	}
 }
 
@@ -316,7 +496,7 @@ func TestRunStaleNothingKnown(t *testing.T) {
 func TestRunStaleAllKnown(t *testing.T) {
 	cfg := staleConfig(t)
 	cfg.Port = 8080
-	cfg.KnownContainers = []string{knownID, staleID, idleID}
+	cfg.runtime = fakeRuntimeState(knownID, staleID, idleID)
 	fs := runChecks(t, cfg)
 	last := fs[len(fs)-1]
 	if last.Severity != protocol.SeverityOK {

@@ -3,9 +3,9 @@ package checks
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
@@ -35,13 +35,6 @@ func (e *env) runtimeState(ctx context.Context) (runtimeState, error) {
 	return e.rt, e.rtErr
 }
 
-// isPauseCmdline says whether a command line is a pod sandbox's pause
-// process.
-func isPauseCmdline(cmdline string) bool {
-	f := strings.Fields(cmdline)
-	return len(f) > 0 && filepath.Base(f[0]) == "pause"
-}
-
 // knownSet holds container IDs; an abbreviated ID of 12 or more hex digits
 // matches a full one.
 type knownSet map[string]bool
@@ -58,6 +51,11 @@ func (k knownSet) has(id string) bool {
 	return false
 }
 
+// RuntimeUnreachable is the message of the stale check when no runtime
+// socket answers: without the runtime, a container that just restarted (a
+// crash loop) looks exactly like one nobody knows.
+const RuntimeUnreachable = "runtime not reachable: cannot tell stale from restarted"
+
 func checkStale(ctx context.Context, e *env, emit func(protocol.Finding)) error {
 	cfg := e.cfg
 	var targets []PodInfo
@@ -71,22 +69,37 @@ func checkStale(ctx context.Context, e *env, emit func(protocol.Finding)) error 
 		return nil
 	}
 	rt, rtErr := e.runtimeState(ctx)
-	if rtErr != nil {
-		emit(protocol.Finding{
-			Check:    CheckStale,
-			Severity: protocol.SeverityInfo,
-			Subject:  "node",
-			Message:  fmt.Sprintf("container runtime not reachable (%v): relying on --known-containers, and taking processes named pause as pod sandboxes", rtErr),
-			Remedy:   "pass --runtime-endpoint with the node's CRI socket for an authoritative answer",
-			Data:     map[string]any{"runtimeError": rtErr.Error()},
-		})
-	}
 	for _, t := range targets {
 		if err := stalePod(e, t, rt, rtErr, emit); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// processInfo is what the stale check says of one process: enough for the
+// user to know what they approve (command line, container, start time,
+// ports).
+func processInfo(cfg Config, p podProcess) (map[string]any, []listener) {
+	ls, lerr := processListeners(cfg.Proc, p.PID)
+	d := map[string]any{
+		"pid":         p.PID,
+		"cmdline":     p.Cmdline,
+		"containerID": p.ContainerID,
+		"podUID":      p.PodUID,
+		"cgroup":      p.Cgroup,
+		"listeners":   ls,
+	}
+	if lerr != nil {
+		d["listenersError"] = lerr.Error()
+	}
+	if start, _, err := procStart(cfg.Proc, p.PID); err == nil {
+		d["startTicks"] = start
+		if t, ok := startedAt(cfg.Proc, start); ok {
+			d["started"] = t.UTC().Format(time.RFC3339)
+		}
+	}
+	return d, ls
 }
 
 func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protocol.Finding)) error {
@@ -108,50 +121,48 @@ func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protoco
 		return nil
 	}
 
+	if rtErr != nil {
+		// Only the runtime can say a container is gone: the API's list
+		// lags a restart. List what runs, say what holds the port, and
+		// call nothing stale.
+		var list []map[string]any
+		var holder map[string]any
+		for _, p := range procs {
+			d, ls := processInfo(cfg, p)
+			list = append(list, d)
+			if h := portHolder(ls, cfg.Port); h != nil && holder == nil {
+				holder = map[string]any{"pid": p.PID, "containerID": p.ContainerID, "cmdline": p.Cmdline, "port": h.Port, "protocol": h.Protocol, "address": h.Address}
+			}
+		}
+		data := map[string]any{"podUID": uid, "processes": list, "runtimeReachable": false, "runtimeError": rtErr.Error()}
+		if holder != nil {
+			data["portHolder"] = holder
+		}
+		emit(protocol.Finding{
+			Check:    CheckStale,
+			Severity: protocol.SeverityWarn,
+			Subject:  subject,
+			Message:  fmt.Sprintf("%s (%v); %d processes run in pod UID %s", RuntimeUnreachable, rtErr, len(procs), uid),
+			Remedy:   "pass --runtime-endpoint with the node's CRI socket (e.g. unix:///run/containerd/containerd.sock, /run/crio/crio.sock, /run/k3s/containerd/containerd.sock)",
+			Data:     data,
+		})
+		return nil
+	}
+
 	known := knownSet{}
 	for _, id := range t.Containers {
 		if id = normalizeContainerID(id); id != "" {
 			known[id] = true
 		}
 	}
-	fromAPI := len(known)
-	if rtErr == nil {
-		for id := range rt.Containers {
-			known[id] = true
-		}
-		for id := range rt.Sandboxes {
-			known[id] = true
-		}
+	for id := range rt.Containers {
+		known[id] = true
 	}
-	if fromAPI == 0 && rtErr != nil {
-		// Nothing to compare with: list what runs, say what holds the
-		// port, and claim nothing.
-		var list []map[string]any
-		var holder map[string]any
-		for _, p := range procs {
-			ls, _ := processListeners(cfg.Proc, p.PID)
-			list = append(list, map[string]any{"pid": p.PID, "containerID": p.ContainerID, "cmdline": p.Cmdline, "listeners": ls})
-			if h := portHolder(ls, cfg.Port); h != nil && holder == nil {
-				holder = map[string]any{"pid": p.PID, "containerID": p.ContainerID, "cmdline": p.Cmdline, "port": h.Port, "protocol": h.Protocol, "address": h.Address}
-			}
-		}
-		data := map[string]any{"podUID": uid, "processes": list}
-		if holder != nil {
-			data["portHolder"] = holder
-		}
-		emit(protocol.Finding{
-			Check:    CheckStale,
-			Severity: protocol.SeverityInfo,
-			Subject:  subject,
-			Message:  fmt.Sprintf("cannot tell stale processes from live ones: no --known-containers and no runtime socket; %d processes run in pod UID %s", len(procs), uid),
-			Remedy:   "pass --known-containers with the pod's container IDs, or --runtime-endpoint",
-			Data:     data,
-		})
-		return nil
+	for id := range rt.Sandboxes {
+		known[id] = true
 	}
 
 	var stale []podProcess
-	var sandboxes []int
 	var holder map[string]any
 	containers := map[string]bool{}
 	for _, p := range procs {
@@ -168,27 +179,17 @@ func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protoco
 			}
 			continue
 		}
-		if rtErr != nil && isPauseCmdline(p.Cmdline) {
-			sandboxes = append(sandboxes, p.PID)
-			continue
-		}
 		stale = append(stale, p)
 	}
 
 	for _, p := range stale {
-		ls, lerr := processListeners(cfg.Proc, p.PID)
-		data := map[string]any{
-			"pid":         p.PID,
-			"cmdline":     p.Cmdline,
-			"containerID": p.ContainerID,
-			"podUID":      uid,
-			"cgroup":      p.Cgroup,
-			"listeners":   ls,
+		data, ls := processInfo(cfg, p)
+		data["podUID"] = uid
+		data["runtimeEndpoint"] = rt.Endpoint
+		if t.Namespace != "" && t.Name != "" {
+			data["pod"] = t.Namespace + "/" + t.Name
 		}
-		if lerr != nil {
-			data["listenersError"] = lerr.Error()
-		}
-		kill := fmt.Sprintf("end it: kubectl netdiag stale %s --kill --yes (or kill %d on the node)", podRef(t), p.PID)
+		kill := fmt.Sprintf("end it: kubectl netdiag stale %s --kill (or kill %d on the node)", podRef(t), p.PID)
 		if h := portHolder(ls, cfg.Port); h != nil {
 			data["port"] = h.Port
 			data["protocol"] = h.Protocol
@@ -197,7 +198,7 @@ func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protoco
 				Check:    CheckStale,
 				Severity: protocol.SeverityFail,
 				Subject:  subject,
-				Message: fmt.Sprintf("stale process %d (%s) of container %s holds %s port %d; neither the API nor the runtime knows that container",
+				Message: fmt.Sprintf("stale process %d (%s) of container %s holds %s port %d; the runtime does not know that container",
 					p.PID, shortCmd(p.Cmdline), shortID(p.ContainerID), h.Protocol, h.Port),
 				Remedy: kill,
 				Data:   data,
@@ -208,21 +209,18 @@ func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protoco
 			Check:    CheckStale,
 			Severity: protocol.SeverityWarn,
 			Subject:  subject,
-			Message: fmt.Sprintf("stale process %d (%s) of container %s: neither the API nor the runtime knows that container (%d listening sockets)",
+			Message: fmt.Sprintf("stale process %d (%s) of container %s: the runtime does not know that container (%d listening sockets)",
 				p.PID, shortCmd(p.Cmdline), shortID(p.ContainerID), len(ls)),
 			Remedy: kill,
 			Data:   data,
 		})
 	}
 	if len(stale) == 0 {
-		data := map[string]any{"podUID": uid, "processes": len(procs), "containers": sortedKeys(containers)}
-		if len(sandboxes) > 0 {
-			data["sandboxPIDsByCmdline"] = sandboxes
-		}
+		data := map[string]any{"podUID": uid, "processes": len(procs), "containers": sortedKeys(containers), "runtimeEndpoint": rt.Endpoint}
 		if holder != nil {
 			data["portHolder"] = holder
 		}
-		msg := fmt.Sprintf("no stale processes: %d processes in %d containers of pod UID %s, all known", len(procs), len(containers), uid)
+		msg := fmt.Sprintf("no stale processes: %d processes in %d containers of pod UID %s, all known to the runtime", len(procs), len(containers), uid)
 		if holder != nil {
 			msg += fmt.Sprintf("; port %d is held by pid %v of a known container", cfg.Port, holder["pid"])
 		}

@@ -33,8 +33,9 @@ import (
 // does not import the helper's engine).
 var knownChecks = []string{"bridge", "veth", "arp", "mtu", "conntrack", "stale"}
 
-// ConntrackPersistDir is where --fix persists nf_conntrack_max on the node.
-const ConntrackPersistDir = "/etc/sysctl.d"
+// ConntrackPersistDir is where --fix persists nf_conntrack_max on the node:
+// the one node directory the node pod mounts writable.
+const ConntrackPersistDir = kube.SysctlDir
 
 // CheckOptions are the flags and clients every check command shares.
 type CheckOptions struct {
@@ -144,8 +145,8 @@ func (o *CheckOptions) validate(flag string) error {
 }
 
 // confirm asks on the terminal; --yes answers yes. Prompts of nodes
-// checked concurrently come one at a time.
-func (o *CheckOptions) confirm(question string) (bool, error) {
+// checked concurrently come one at a time; Ctrl-C (ctx) ends the wait.
+func (o *CheckOptions) confirm(ctx context.Context, question string) (bool, error) {
 	if o.Yes {
 		return true, nil
 	}
@@ -157,16 +158,7 @@ func (o *CheckOptions) confirm(question string) (bool, error) {
 	if o.prompt.in == nil {
 		o.prompt.in = bufio.NewReader(o.In)
 	}
-	fmt.Fprintf(o.ErrOut, "%s [y/N] ", question)
-	line, err := o.prompt.in.ReadString('\n')
-	if err != nil && line == "" {
-		return false, fmt.Errorf("no answer to the confirmation: %w", err)
-	}
-	switch strings.ToLower(strings.TrimSpace(line)) {
-	case "y", "yes":
-		return true, nil
-	}
-	return false, nil
+	return askYesNo(ctx, o.prompt.in, o.ErrOut, question)
 }
 
 // run checks the nodes and renders the results; the error carries the
@@ -205,11 +197,21 @@ func (o *CheckOptions) run(ctx context.Context, nodes []string, cfg nodecheck.Co
 	return report.Outcome(results)
 }
 
-// fixStep is one change a fix makes: what to tell the user and the helper's
-// arguments after `fix`.
+// fixStep is one change a fix makes: what to tell the user, what the user
+// must see before approving it (Detail lines, shown escaped) and the
+// helper's arguments after `fix`, built from typed values as --flag=value.
+// A step with Refuse set is not run: the fix refuses it, saying why.
 type fixStep struct {
-	What string
-	Args []string
+	What   string
+	Detail []string
+	Args   []string
+	Refuse string
+}
+
+// flagArg is one helper argument --name=value: a value is never taken for
+// a flag, whatever it starts with.
+func flagArg(name, value string) string {
+	return "--" + name + "=" + value
 }
 
 // fixer runs planned steps on a node: dry-run prints them, otherwise the
@@ -220,18 +222,28 @@ func (o *CheckOptions) fixer(plan func(rep *kube.HelperReport) []fixStep) func(c
 		if len(steps) == 0 {
 			return nil, false, nil
 		}
+		for _, st := range steps {
+			if st.Refuse != "" {
+				fmt.Fprintf(o.ErrOut, "node %s left unchanged: %s\n", node, report.Escape(st.Refuse))
+				return []protocol.Action{{Type: protocol.TypeAction, Action: st.What, Target: node, Result: protocol.ActionRefused, Message: st.Refuse}}, false, fmt.Errorf("%s", st.Refuse)
+			}
+		}
+		// The fix's own arguments, then the check's: the helper parses
+		// them with one flag set, so neither can be taken for the other.
 		args := []string{"fix"}
-		var what []string
+		var what, detail []string
 		for _, st := range steps {
 			args = append(args, st.Args...)
 			what = append(what, st.What)
+			detail = append(detail, st.Detail...)
 		}
 		args = append(args, checkArgs...)
+		o.showDetail(node, detail)
 		if o.DryRun {
-			fmt.Fprintf(o.ErrOut, "dry run: on node %s, would %s:\n  %s %s\n", node, strings.Join(what, "; "), kube.HelperPath, strings.Join(args, " "))
+			fmt.Fprintf(o.ErrOut, "dry run: on node %s, would %s:\n  %s %s\n", node, report.Escape(strings.Join(what, "; ")), kube.HelperPath, report.Escape(strings.Join(args, " ")))
 			return nil, false, nil
 		}
-		ok, err := o.confirm(fmt.Sprintf("On node %s: %s?", node, strings.Join(what, "; ")))
+		ok, err := o.confirm(ctx, fmt.Sprintf("On node %s: %s?", node, report.Escape(strings.Join(what, "; "))))
 		if err != nil {
 			return nil, false, err
 		}
@@ -260,6 +272,23 @@ func (o *CheckOptions) fixer(plan func(rep *kube.HelperReport) []fixStep) func(c
 	}
 }
 
+// showDetail prints, before any question, what the user is about to
+// approve; text a process controls is escaped.
+func (o *CheckOptions) showDetail(node string, detail []string) {
+	if len(detail) == 0 {
+		return
+	}
+	if o.prompt == nil {
+		o.prompt = &prompter{}
+	}
+	o.prompt.mu.Lock()
+	defer o.prompt.mu.Unlock()
+	fmt.Fprintf(o.ErrOut, "On node %s:\n", node)
+	for _, d := range detail {
+		fmt.Fprintf(o.ErrOut, "  %s\n", report.Escape(d))
+	}
+}
+
 // planNodeFixes: a down bridge comes up; nf_conntrack_max is raised to the
 // recommended value when the table is warn/fail and below it.
 func planNodeFixes(rep *kube.HelperReport, bridge, conntrack bool) []fixStep {
@@ -269,7 +298,7 @@ func planNodeFixes(rep *kube.HelperReport, bridge, conntrack bool) []fixStep {
 		case bridge && f.Check == "bridge" && f.Severity == protocol.SeverityFail && f.Data["adminUp"] == false:
 			name, _ := f.Data["bridge"].(string)
 			if name != "" {
-				steps = append(steps, fixStep{What: "bring bridge " + name + " up", Args: []string{"--bridge-up", name}})
+				steps = append(steps, fixStep{What: "bring bridge " + name + " up", Args: []string{flagArg("bridge-up", name)}})
 			}
 		case conntrack && f.Check == "conntrack" && (f.Severity == protocol.SeverityFail || f.Severity == protocol.SeverityWarn):
 			rec, ok1 := number(f.Data["recommendedMax"])
@@ -278,7 +307,7 @@ func planNodeFixes(rep *kube.HelperReport, bridge, conntrack bool) []fixStep {
 				n := strconv.FormatUint(rec, 10)
 				steps = append(steps, fixStep{
 					What: fmt.Sprintf("raise net.netfilter.nf_conntrack_max from %d to %d (now, and in %s/90-netdiag-conntrack.conf)", cur, rec, ConntrackPersistDir),
-					Args: []string{"--conntrack-max", n, "--persist-dir", ConntrackPersistDir},
+					Args: []string{flagArg("conntrack-max", n), flagArg("persist-dir", ConntrackPersistDir)},
 				})
 			}
 		}
@@ -286,24 +315,86 @@ func planNodeFixes(rep *kube.HelperReport, bridge, conntrack bool) []fixStep {
 	return steps
 }
 
-// planKills: the stale processes the check found.
+// planKills: the stale processes the check found, each shown with what
+// identifies it (command line, container, pod, port, start time) and
+// passed to the helper with the start time the user saw, so that only
+// that process is signalled. Without the runtime, nothing can be called
+// stale: the kill is refused.
 func planKills(rep *kube.HelperReport) []fixStep {
-	var pids []string
+	var pids, approved, detail []string
 	for _, f := range rep.Findings {
 		if f.Check != "stale" || (f.Severity != protocol.SeverityFail && f.Severity != protocol.SeverityWarn) {
 			continue
 		}
-		if pid, ok := number(f.Data["pid"]); ok && pid > 0 {
-			pids = append(pids, strconv.FormatUint(pid, 10))
+		if f.Data["runtimeReachable"] == false {
+			return []fixStep{{What: "kill", Refuse: fmt.Sprintf("--kill refused on pod %s: %s; pass --runtime-endpoint with the node's CRI socket", f.Subject, staleRuntimeUnreachable)}}
 		}
+		pid, ok := number(f.Data["pid"])
+		if !ok || pid == 0 {
+			continue
+		}
+		start, ok := number(f.Data["startTicks"])
+		if !ok || start == 0 {
+			return []fixStep{{What: "kill", Refuse: fmt.Sprintf("--kill refused: the helper did not report when process %d started, so it cannot be told from a process that reused its PID (use a helper image of the plugin's version)", pid)}}
+		}
+		p := strconv.FormatUint(pid, 10)
+		pids = append(pids, p)
+		approved = append(approved, p+":"+strconv.FormatUint(start, 10))
+		detail = append(detail, describeStale(f, pid)...)
 	}
 	if len(pids) == 0 {
 		return nil
 	}
 	return []fixStep{{
-		What: fmt.Sprintf("end stale %s %s (SIGTERM, then SIGKILL)", pluralWord(len(pids), "process", "processes"), strings.Join(pids, ", ")),
-		Args: []string{"--kill", strings.Join(pids, ",")},
+		What:   fmt.Sprintf("end stale %s %s (SIGTERM, then SIGKILL)", pluralWord(len(pids), "process", "processes"), strings.Join(pids, ", ")),
+		Detail: detail,
+		Args:   []string{flagArg("kill", strings.Join(approved, ","))},
 	}}
+}
+
+// staleRuntimeUnreachable is the helper's checks.RuntimeUnreachable (the
+// plugin does not import the helper's engine).
+const staleRuntimeUnreachable = "runtime not reachable: cannot tell stale from restarted"
+
+// describeStale is what the user sees of one stale process before the
+// question. The caller escapes it.
+func describeStale(f protocol.Finding, pid uint64) []string {
+	str := func(k string) string {
+		s, _ := f.Data[k].(string)
+		if s == "" {
+			return "?"
+		}
+		return s
+	}
+	cmdline, _ := f.Data["cmdline"].(string)
+	pod, _ := f.Data["pod"].(string)
+	if pod == "" {
+		pod = f.Subject
+	}
+	port := "none"
+	if n, ok := number(f.Data["port"]); ok && n > 0 {
+		port = fmt.Sprintf("%s/%d", str("protocol"), n)
+	} else if ls, ok := f.Data["listeners"].([]any); ok && len(ls) > 0 {
+		var ps []string
+		for _, l := range ls {
+			if m, ok := l.(map[string]any); ok {
+				if n, ok := number(m["port"]); ok {
+					proto, _ := m["protocol"].(string)
+					ps = append(ps, fmt.Sprintf("%s/%d", proto, n))
+				}
+			}
+		}
+		port = strings.Join(ps, ", ")
+	}
+	started := str("started")
+	if n, ok := number(f.Data["startTicks"]); ok {
+		started += fmt.Sprintf(" (tick %d after boot)", n)
+	}
+	return []string{
+		fmt.Sprintf("PID %d: %s", pid, strconv.Quote(cmdline)),
+		fmt.Sprintf("    container %s of pod %s (uid %s)", str("containerID"), pod, str("podUID")),
+		fmt.Sprintf("    holds port %s; started %s", port, started),
+	}
 }
 
 func pluralWord(n int, one, many string) string {

@@ -32,7 +32,7 @@ const (
 	bridgeDown   = `{"type":"finding","check":"bridge","severity":"fail","subject":"cbr0","message":"bridge cbr0 is down: pods on it cannot reach the node, each other or the network","remedy":"ip link set cbr0 up (or: kubectl netdiag node check --fix)","data":{"adminUp":false,"bridge":"cbr0","mtu":1400}}`
 	conntrackOK  = `{"type":"finding","check":"conntrack","severity":"ok","subject":"node","message":"conntrack table 0% full (120 of 262144)","data":{"count":120,"max":262144,"recommendedMax":786432}}`
 	conntrackHot = `{"type":"finding","check":"conntrack","severity":"warn","subject":"node","message":"conntrack table 91% full (238901 of 262144)","remedy":"raise net.netfilter.nf_conntrack_max to 786432 (MemTotal/32) or spread the workload","data":{"count":238901,"max":262144,"recommendedMax":786432}}`
-	staleFail    = `{"type":"finding","check":"stale","severity":"fail","subject":"shop/web","message":"stale process 4242 (nc -l -p 8081) of container 0123456789ab holds tcp port 8081; neither the API nor the runtime knows that container","remedy":"end it","data":{"pid":4242,"port":8081,"containerID":"0123456789abcdef"}}`
+	staleFail    = `{"type":"finding","check":"stale","severity":"fail","subject":"shop/web","message":"stale process 4242 (nc -l -p 8081) of container 0123456789ab holds tcp port 8081; neither the API nor the runtime knows that container","remedy":"end it","data":{"pid":4242,"port":8081,"protocol":"tcp","containerID":"0123456789abcdef","podUID":"1111-2222","pod":"shop/web","cmdline":"nc -l -p 8081","startTicks":123456,"started":"2026-11-30T08:00:00Z"}}`
 	doneLine     = `{"type":"done","findings":2}`
 )
 
@@ -289,7 +289,7 @@ func TestFixConfirmation(t *testing.T) {
 				t.Errorf("a pod was created before refusing")
 			}
 			if tt.dry {
-				if !strings.Contains(errOut.String(), "dry run: on node node-1, would bring bridge cbr0 up:\n  /netdiag-helper fix --bridge-up cbr0 ") {
+				if !strings.Contains(errOut.String(), "dry run: on node node-1, would bring bridge cbr0 up:\n  /netdiag-helper fix --bridge-up=cbr0 ") {
 					t.Errorf("dry run output: %q", errOut)
 				}
 				if len(c.created) != 1 || !c.created[0].Spec.Containers[0].VolumeMounts[0].ReadOnly {
@@ -297,8 +297,9 @@ func TestFixConfirmation(t *testing.T) {
 				}
 			}
 			if tt.fixRuns {
-				if c.created[0].Spec.Containers[0].VolumeMounts[0].ReadOnly {
-					t.Errorf("--fix needs a writable host mount")
+				ms := c.created[0].Spec.Containers[0].VolumeMounts
+				if !ms[0].ReadOnly || len(ms) != 2 || ms[1].MountPath != "/host"+ConntrackPersistDir || ms[1].ReadOnly {
+					t.Errorf("--fix needs / read-only and only %s writable: %+v", ConntrackPersistDir, ms)
 				}
 				var fixCmd []string
 				for _, cl := range ex.calls {
@@ -306,7 +307,7 @@ func TestFixConfirmation(t *testing.T) {
 						fixCmd = cl.Cmd
 					}
 				}
-				if got := strings.Join(fixCmd, " "); !strings.HasPrefix(got, "/netdiag-helper fix --bridge-up cbr0 --top 10 --pods-json -") {
+				if got := strings.Join(fixCmd, " "); !strings.HasPrefix(got, "/netdiag-helper fix --bridge-up=cbr0 --top 10 --pods-json -") {
 					t.Errorf("fix exec: %s", got)
 				}
 			}
@@ -324,12 +325,18 @@ func TestPlanNodeFixes(t *testing.T) {
 		t.Fatal(err)
 	}
 	steps := planNodeFixes(rep, true, true)
-	if len(steps) != 2 || strings.Join(steps[1].Args, " ") != "--conntrack-max 786432 --persist-dir /etc/sysctl.d" || strings.Join(steps[0].Args, " ") != "--bridge-up cbr0" {
+	if len(steps) != 2 || strings.Join(steps[1].Args, " ") != "--conntrack-max=786432 --persist-dir=/etc/sysctl.d" || strings.Join(steps[0].Args, " ") != "--bridge-up=cbr0" {
 		t.Errorf("steps %+v", steps)
 	}
 	rep, _ = kube.ParseHelperReport([]byte(lines(helloLine, staleFail, doneLine)))
-	if k := planKills(rep); len(k) != 1 || strings.Join(k[0].Args, " ") != "--kill 4242" {
+	if k := planKills(rep); len(k) != 1 || strings.Join(k[0].Args, " ") != "--kill=4242:123456" || k[0].Refuse != "" {
 		t.Errorf("kills %+v", k)
+	}
+	// No start time reported: refused, never a bare PID.
+	noStart := strings.Replace(staleFail, `"startTicks":123456,`, "", 1)
+	rep, _ = kube.ParseHelperReport([]byte(lines(helloLine, noStart, doneLine)))
+	if k := planKills(rep); len(k) != 1 || len(k[0].Args) != 0 || !strings.Contains(k[0].Refuse, "did not report when process 4242 started") {
+		t.Errorf("kills without start %+v", k)
 	}
 }
 
@@ -365,7 +372,7 @@ func TestStaleKillFlow(t *testing.T) {
 	if check != "/netdiag-helper check --checks stale --pod-uid 1111-2222 --pod-ip 10.244.0.7 --known-containers containerd://abc --port 8081 --pods-json -" {
 		t.Errorf("check exec: %s", check)
 	}
-	if fix := strings.Join(ex.calls[1].Cmd, " "); !strings.HasPrefix(fix, "/netdiag-helper fix --kill 4242 --checks stale --pod-uid 1111-2222") {
+	if fix := strings.Join(ex.calls[1].Cmd, " "); !strings.HasPrefix(fix, "/netdiag-helper fix --kill=4242:123456 --checks stale --pod-uid 1111-2222") {
 		t.Errorf("fix exec: %s", fix)
 	}
 	var r report.Report
@@ -478,5 +485,112 @@ node-1: 1 check, all ok
 `
 	if out.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// The kill confirmation shows each process (command line, container, pod,
+// port, start time) before it asks, with control characters escaped; a
+// "no" signals nothing.
+func TestStaleKillConfirmationShowsProcesses(t *testing.T) {
+	evil := strings.Replace(staleFail, `"cmdline":"nc -l -p 8081"`, `"cmdline":"nc \u001b[31m-l -p 8081"`, 1)
+	evil = strings.Replace(evil, `"pod":"shop/web"`, `"pod":"shop/web\u001b]0;x\u0007"`, 1)
+	c := newFakeCluster("node-1")
+	ex := &replayExec{outputs: func(cmd []string, n int) (string, error) {
+		if cmd[1] == "fix" {
+			t.Errorf("fix ran after a no: %v", cmd)
+		}
+		return lines(helloLine, evil, doneLine), nil
+	}}
+	co, in, _, errOut := testCheckOptions(c, ex, true)
+	co.Namespace = "shop"
+	in.WriteString("n\n")
+	o := &PodCheckOptions{CheckOptions: co, Command: "stale", FixedChecks: []string{"stale"}, Kill: true, Port: 8081}
+	if err := o.Complete([]string{"pod/web"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	_ = o.Run(context.Background())
+	got := errOut.String()
+	if strings.ContainsRune(got, 0x1b) || strings.ContainsRune(got, 0x07) {
+		t.Fatalf("a control character reached the terminal: %q", got)
+	}
+	want := `On node node-1:
+  PID 4242: "nc \x1b[31m-l -p 8081"
+      container 0123456789abcdef of pod shop/web\x1b]0;x\a (uid 1111-2222)
+      holds port tcp/8081; started 2026-11-30T08:00:00Z (tick 123456 after boot)
+On node node-1: end stale process 4242 (SIGTERM, then SIGKILL)? [y/N] `
+	if !strings.Contains(got, want) {
+		t.Errorf("confirmation:\n%s\nwant:\n%s", got, want)
+	}
+	for _, cl := range ex.calls {
+		if cl.Cmd[1] == "fix" {
+			t.Errorf("fix ran: %v", cl.Cmd)
+		}
+	}
+}
+
+// Without the runtime nothing is called stale: --kill refuses, runs no
+// fix, and says how to give the runtime.
+func TestStaleKillRefusedWithoutRuntime(t *testing.T) {
+	unreachable := `{"type":"finding","check":"stale","severity":"warn","subject":"shop/web","message":"runtime not reachable: cannot tell stale from restarted (no socket); 2 processes run in pod UID 1111-2222","data":{"podUID":"1111-2222","runtimeReachable":false,"runtimeError":"no socket","processes":[{"pid":4242,"cmdline":"nc"}]}}`
+	c := newFakeCluster("node-1")
+	ex := &replayExec{outputs: func(cmd []string, n int) (string, error) {
+		return lines(helloLine, unreachable, doneLine), nil
+	}}
+	co, _, out, errOut := testCheckOptions(c, ex, false)
+	co.Yes = true
+	co.Namespace = "shop"
+	o := &PodCheckOptions{CheckOptions: co, Command: "stale", FixedChecks: []string{"stale"}, Kill: true}
+	o.RuntimeEndpoint = "unix:///nonexistent.sock"
+	if err := o.Complete([]string{"pod/web"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	err := o.Run(context.Background())
+	if err == nil {
+		t.Fatal("--kill without a runtime succeeded")
+	}
+	for _, cl := range ex.calls {
+		if cl.Cmd[1] == "fix" {
+			t.Errorf("fix ran: %v", cl.Cmd)
+		}
+	}
+	if !strings.Contains(errOut.String(), "--kill refused on pod shop/web: runtime not reachable: cannot tell stale from restarted; pass --runtime-endpoint") {
+		t.Errorf("stderr: %q", errOut)
+	}
+	if !strings.Contains(out.String(), "ACTION kill node-1: --kill refused") || !strings.Contains(out.String(), "(refused)") {
+		t.Errorf("stdout: %s", out)
+	}
+}
+
+// A --bridge value that looks like a fix flag reaches the helper as one
+// --bridge=VALUE argument, after the fix's own arguments.
+func TestNodeFixArgsKeepValues(t *testing.T) {
+	c := newFakeCluster("node-1")
+	ex := &replayExec{outputs: func(cmd []string, n int) (string, error) {
+		if cmd[1] == "fix" {
+			return lines(helloLine, `{"type":"action","action":"bridge-up","target":"cbr0","result":"done","message":"up"}`, `{"type":"done","findings":1}`), nil
+		}
+		return lines(helloLine, bridgeDown, doneLine), nil
+	}}
+	err, _, _, _, _ := nodeCheck(c, ex, false, []string{"node-1"}, func(o *NodeCheckOptions) {
+		o.Fix, o.Yes, o.Bridge = true, true, "--persist-dir=/etc"
+	})
+	if err != nil && report.ExitCodeOf(err) != report.ExitFailed {
+		t.Fatal(err)
+	}
+	var fix []string
+	for _, cl := range ex.calls {
+		if cl.Cmd[1] == "fix" {
+			fix = cl.Cmd
+		}
+	}
+	got := strings.Join(fix, " ")
+	if !strings.HasPrefix(got, "/netdiag-helper fix --bridge-up=cbr0 --bridge=--persist-dir=/etc ") {
+		t.Errorf("fix exec: %s", got)
 	}
 }

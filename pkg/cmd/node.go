@@ -156,7 +156,7 @@ func (o *NodeCheckOptions) helperArgs() []string {
 		args = append(args, "--checks", joinComma(o.Checks))
 	}
 	if o.Bridge != "" {
-		args = append(args, "--bridge", o.Bridge)
+		args = append(args, flagArg("bridge", o.Bridge))
 	}
 	if o.ExpectedMTU > 0 {
 		args = append(args, "--expected-mtu", itoa(o.ExpectedMTU))

@@ -86,14 +86,19 @@ func NewCmdStale(configFlags *genericclioptions.ConfigFlags, streams genericioop
 		Use:   "stale [pod/]NAME [--port N] [--kill]",
 		Short: "Find processes left in a pod's cgroup by containers nobody knows, and what port they hold",
 		Long: `Find stale processes of a pod: processes whose cgroup names the pod but whose
-container neither the API nor the container runtime knows (the cause of
+container the node's container runtime (CRI) does not know (the cause of
 "bind: address already in use" in a crash-looping container). With --port,
-the one holding that port is a fail.
+the one holding that port is a fail. Only the runtime can tell a stale
+container from one that just restarted: when no runtime socket answers
+(containerd, CRI-O, k3s/RKE2, microk8s, cri-dockerd; or --runtime-endpoint),
+the check warns and calls nothing stale.
 
---kill ends them (SIGTERM, then SIGKILL after a grace period); the helper
-checks again on the node that each PID is still a stale process of this pod
-before it signals it, and never touches anything else. It asks first; --yes
-does not ask, --dry-run only shows what would run.`,
+--kill ends them (SIGTERM, then SIGKILL after a grace period). It first shows
+each process (command line, container, pod, port, start time) and asks; --yes
+does not ask, --dry-run only shows what would run. On the node, the helper
+holds each process by a pidfd, checks again that it is a stale process of this
+pod started at the time you were shown, and signals only then: a PID reused
+meanwhile is never touched. Without a reachable runtime, --kill refuses.`,
 		Example: `  # What holds port 6379 in redis-0's cgroup?
   kubectl netdiag stale pod/redis-0 --port 6379
 

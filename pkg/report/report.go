@@ -155,10 +155,10 @@ func renderTable(w io.Writer, results []NodeResult, opts Options) error {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "NODE %s\n", nr.Node)
+		fmt.Fprintf(w, "NODE %s\n", Escape(nr.Node))
 		rows := make([][]string, 0, len(nr.Findings))
 		for _, f := range nr.Findings {
-			rows = append(rows, []string{f.Check, string(f.Severity), f.Subject, f.Message})
+			rows = append(rows, []string{Escape(f.Check), Escape(string(f.Severity)), Escape(f.Subject), Escape(f.Message)})
 		}
 		widths := make([]int, 3)
 		for j := range widths {
@@ -181,17 +181,17 @@ func renderTable(w io.Writer, results []NodeResult, opts Options) error {
 			}
 			writeRow(w, r, widths, sev)
 			if f.Remedy != "" && (f.Severity == protocol.SeverityFail || f.Severity == protocol.SeverityWarn) {
-				fmt.Fprintf(w, "%sremedy: %s\n", indent, f.Remedy)
+				fmt.Fprintf(w, "%sremedy: %s\n", indent, Escape(f.Remedy))
 			}
 			if opts.TopIPs && f.Check == "conntrack" {
 				writeTopIPs(w, indent, f.Data)
 			}
 		}
 		for _, a := range nr.Actions {
-			fmt.Fprintf(w, "ACTION %s %s: %s (%s)\n", a.Action, a.Target, a.Message, a.Result)
+			fmt.Fprintf(w, "ACTION %s %s: %s (%s)\n", Escape(a.Action), Escape(a.Target), Escape(a.Message), Escape(string(a.Result)))
 		}
 		if nr.Err != nil {
-			msg := "error: " + nr.Err.Error()
+			msg := "error: " + Escape(nr.Err.Error())
 			if opts.Color {
 				msg = colors[protocol.SeverityFail].Sprint(msg)
 			}
@@ -220,7 +220,7 @@ type topIP struct {
 // (IP, POD, ENTRIES), or why there are none.
 func writeTopIPs(w io.Writer, indent string, data map[string]any) {
 	if e, ok := data["topIPsError"].(string); ok && e != "" {
-		fmt.Fprintf(w, "%stop IPs: %s\n", indent, e)
+		fmt.Fprintf(w, "%stop IPs: %s\n", indent, Escape(e))
 		return
 	}
 	raw, ok := data["topIPs"]
@@ -243,7 +243,7 @@ func writeTopIPs(w io.Writer, indent string, data map[string]any) {
 	}
 	rows := [][]string{{"IP", "POD", "ENTRIES"}}
 	for _, t := range top {
-		pod := t.Pod
+		pod := Escape(t.Pod)
 		if pod == "" {
 			pod = "-"
 		}
@@ -280,10 +280,10 @@ func Summary(nr NodeResult, color bool) string {
 	for _, f := range nr.Findings {
 		count[f.Severity]++
 		if !slices.Contains(names[f.Severity], f.Check) {
-			names[f.Severity] = append(names[f.Severity], f.Check)
+			names[f.Severity] = append(names[f.Severity], Escape(f.Check))
 		}
 		if !slices.Contains(checks, f.Check) {
-			checks = append(checks, f.Check)
+			checks = append(checks, Escape(f.Check))
 		}
 	}
 	part := func(sev protocol.Severity) string {
