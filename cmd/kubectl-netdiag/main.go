@@ -9,6 +9,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/cmd"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/report"
 )
 
 func main() {
@@ -16,7 +17,9 @@ func main() {
 	err := cmd.NewCmdRoot(streams).Execute()
 	klog.Flush()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		// An error can carry text from the cluster (helper output, process
+		// command lines): no control character reaches the terminal.
+		fmt.Fprintf(os.Stderr, "error: %s\n", report.Escape(err.Error()))
 	}
 	os.Exit(cmd.ExitCode(err))
 }

@@ -1,7 +1,11 @@
 package cmd
 
 import (
+	"bufio"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -72,4 +76,38 @@ func validateHelper(image *imageOptions, timeout time.Duration) error {
 		return fmt.Errorf("--timeout must be positive, got %s", timeout)
 	}
 	return nil
+}
+
+// errInterrupted is the answer to a confirmation that Ctrl-C ended.
+var errInterrupted = errors.New("interrupted at the confirmation: nothing was changed")
+
+// askYesNo asks question on errOut and reads a line from in: "y" or "yes"
+// is yes, anything else no. Ctrl-C (ctx cancelled) ends the wait at once,
+// although the read itself cannot be withdrawn: a plugin that returns
+// errInterrupted is about to exit.
+func askYesNo(ctx context.Context, in *bufio.Reader, errOut io.Writer, question string) (bool, error) {
+	fmt.Fprintf(errOut, "%s [y/N] ", question)
+	type answer struct {
+		line string
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		line, err := in.ReadString('\n')
+		ch <- answer{line, err}
+	}()
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(errOut)
+		return false, errInterrupted
+	case a := <-ch:
+		if a.err != nil && a.line == "" {
+			return false, fmt.Errorf("no answer to the confirmation: %w", a.err)
+		}
+		switch strings.ToLower(strings.TrimSpace(a.line)) {
+		case "y", "yes":
+			return true, nil
+		}
+		return false, nil
+	}
 }
