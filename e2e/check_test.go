@@ -253,9 +253,10 @@ func TestCheckConntrackFull(t *testing.T) {
 		_ = os.Remove(persisted)
 	})
 	count := readInt(t, countPath)
-	// About 83% full: a warn, with headroom for the API connections the
-	// test itself opens (the table is never full: nothing is dropped).
-	lowered := count*100/83 + 1
+	// About 88% full: a warn (80–95 %), with room either way for the API
+	// connections that come and go meanwhile (the table is never full:
+	// nothing is dropped).
+	lowered := count*100/88 + 1
 	if lowered < count+10 {
 		lowered = count + 10
 	}
