@@ -74,5 +74,11 @@ func TestHealthyNodeAfterAll(t *testing.T) {
 	if want := c.node + ": 6 checks, all ok"; !strings.Contains(r.stdout, want) {
 		t.Errorf("no summary line %q", want)
 	}
+	// Nothing but the table: no raw client-go log lines (E1130 ...).
+	for _, line := range strings.Split(r.stderr, "\n") {
+		if strings.HasPrefix(line, "E1") || strings.HasPrefix(line, "W1") {
+			t.Errorf("raw log line on stderr: %s", line)
+		}
+	}
 	c.noNodePodsLeft(t, ns)
 }
