@@ -8,13 +8,17 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ti-mo/conntrack"
 )
 
 // checkReport is the plugin's -o json output.
@@ -198,4 +202,91 @@ func readInt(t *testing.T, path string) int {
 
 func writeInt(path string, n int) error {
 	return os.WriteFile(path, []byte(strconv.Itoa(n)+"\n"), 0o644)
+}
+
+// startStaleListener starts a busybox
+// nc listening on port in the pod's netns and in a fake container cgroup
+// (a new child of the pod's cgroups, removed at the end) that no runtime
+// knows. It returns the PID, the fake container ID and a channel closed
+// when the process exits.
+func startStaleListener(t *testing.T, uid string, port int) (int, string, <-chan struct{}) {
+	t.Helper()
+	podPID := podPIDs(t, uid)[0]
+	dirs := podCgroupDirs(t, podPID, uid)
+	cid := randomHex(t, 64)
+	var made []string
+	t.Cleanup(func() {
+		for _, d := range made {
+			_ = os.Remove(d)
+		}
+	})
+	for _, d := range dirs {
+		dir := filepath.Join(d, cid)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, dir)
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if b, err := os.ReadFile(filepath.Join(d, f)); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, f), b, 0o644)
+			}
+		}
+	}
+	cmd := exec.Command("nsenter", "-t", strconv.Itoa(podPID), "-n", "busybox", "nc", "-l", "-p", strconv.Itoa(port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(waited) }()
+	pid := cmd.Process.Pid
+	// Registered after the cgroup removal: runs before it.
+	t.Cleanup(func() {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-waited
+	})
+	moved := 0
+	for _, d := range made {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err == nil {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("could not move the process into any fake container cgroup")
+	}
+	hexPort := strings.ToUpper(strconv.FormatInt(int64(port), 16))
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(sh(t, "nsenter", "-t", strconv.Itoa(podPID), "-n", "cat", "/proc/net/tcp", "/proc/net/tcp6"), ":"+hexPort+" ") {
+		if time.Now().After(deadline) {
+			t.Fatalf("nc is not listening on %d", port)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return pid, cid, waited
+}
+
+// addConntrackEntries adds n UDP entries (TEST-NET-2 addresses, no packet is
+// sent) to this machine's conntrack table, with a 300 s timeout, and
+// deletes them when the test ends.
+func addConntrackEntries(t *testing.T, n int) {
+	t.Helper()
+	c, err := conntrack.Dial(nil)
+	if err != nil {
+		t.Fatalf("conntrack netlink: %v", err)
+	}
+	var made []conntrack.Flow
+	t.Cleanup(func() {
+		for _, f := range made {
+			_ = c.Delete(f)
+		}
+		c.Close()
+	})
+	src, dst := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
+	for i := range n {
+		f := conntrack.NewFlow(17, 0, src, dst, uint16(10000+i%50000), uint16(40000+i/50000), 300, 0)
+		if err := c.Create(f); err != nil {
+			t.Fatalf("creating conntrack entry %d: %v", i, err)
+		}
+		made = append(made, f)
+	}
 }
