@@ -113,3 +113,21 @@ func notRunningReason(client kubernetes.Interface, pod Pod, container string) er
 // HoldsKeepalive makes RemoteExecutor a KeepaliveExecutor: its exec
 // streams stdin for as long as the exec lasts.
 func (e *RemoteExecutor) HoldsKeepalive() bool { return true }
+
+// Heartbeat writes one byte to w at once and then every interval, until a
+// write fails or ctx ends: the helper's --heartbeat hears that its plugin is
+// alive (a killed client gives the remote side no EOF).
+func Heartbeat(ctx context.Context, w io.Writer, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := w.Write([]byte{0}); err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -268,20 +268,9 @@ func (s *NodeSession) startKeepalive(ex Executor) {
 		for ctx.Err() == nil {
 			r, w := io.Pipe()
 			go func() {
-				t := time.NewTicker(every)
-				defer t.Stop()
-				for {
-					if _, err := w.Write([]byte{0}); err != nil {
-						return
-					}
-					select {
-					case <-ctx.Done():
-						// EOF: the keepalive exits at once.
-						_ = w.Close()
-						return
-					case <-t.C:
-					}
-				}
+				Heartbeat(ctx, w, every)
+				// EOF: the keepalive exits at once.
+				_ = w.Close()
 			}()
 			var errb bytes.Buffer
 			err := ex.Stream(ctx, s.Pod, NodeContainerName, KeepaliveArgs(), r, io.Discard, &errb)

@@ -460,7 +460,7 @@ func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container 
 		// reading, and a closed reader makes it log an error.
 		closeStdin()
 	}()
-	go heartbeat(execCtx, stdinW, cfg.HeartbeatEvery)
+	go kube.Heartbeat(execCtx, stdinW, cfg.HeartbeatEvery)
 
 	select {
 	case err := <-done:
@@ -487,23 +487,6 @@ func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container 
 			return fmt.Errorf("%w (%v)", errGraceExpired, err)
 		case <-time.After(2 * time.Second):
 			return errGraceExpired
-		}
-	}
-}
-
-// heartbeat writes one byte at once and then every interval until the pipe
-// is closed or ctx ends.
-func heartbeat(ctx context.Context, w *io.PipeWriter, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if _, err := w.Write([]byte{0}); err != nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }
