@@ -96,14 +96,9 @@ func TestIdleStaysWhileHelperRuns(t *testing.T) {
 	if !otherHelperRunningSupported() {
 		t.Skip("no /proc")
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The test binary stands in for the helper: a sibling running the same
 	// executable, as an exec'd capture would.
-	child := exec.Command(exe, "-test.run=^TestSleepHelper$")
-	child.Env = append(os.Environ(), "NETDIAG_TEST_SLEEP=1")
+	child := sibling(t, "TestSleepHelper", "NETDIAG_TEST_SLEEP=1")
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -223,12 +218,7 @@ func TestIdleStaysWhileKeepaliveRuns(t *testing.T) {
 	if !otherHelperRunningSupported() {
 		t.Skip("no /proc")
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := exec.Command(exe, "-test.run=^TestKeepaliveChild$")
-	child.Env = append(os.Environ(), "NETDIAG_TEST_KEEPALIVE=1500ms")
+	child := sibling(t, "TestKeepaliveChild", "NETDIAG_TEST_KEEPALIVE=1500ms")
 	stdin, err := child.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -287,12 +277,7 @@ func TestActive(t *testing.T) {
 	if code != exitError || !strings.Contains(errOut, "no helper command runs in this container") {
 		t.Fatalf("active with nothing else running: exit %d, stderr %q; want 1", code, errOut)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child := exec.Command(exe, "-test.run=^TestKeepaliveChild$")
-	child.Env = append(os.Environ(), "NETDIAG_TEST_KEEPALIVE=10s")
+	child := sibling(t, "TestKeepaliveChild", "NETDIAG_TEST_KEEPALIVE=10s")
 	stdin, err := child.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -321,13 +306,8 @@ func TestKeepaliveReapsOrphans(t *testing.T) {
 	if !otherHelperRunningSupported() {
 		t.Skip("no /proc")
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The sibling stands in for an orphaned capture: same executable.
-	child := exec.Command(exe, "-test.run=^TestSleepHelper$")
-	child.Env = append(os.Environ(), "NETDIAG_TEST_SLEEP=1")
+	child := sibling(t, "TestSleepHelper", "NETDIAG_TEST_SLEEP=1")
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -351,4 +331,17 @@ func TestKeepaliveReapsOrphans(t *testing.T) {
 	case <-time.After(6 * time.Second):
 		t.Fatal("the orphaned helper still runs 6s after the keepalive ended")
 	}
+}
+
+// sibling is a process of this test binary running only test, with env set:
+// it stands in for another helper process of the same executable.
+func sibling(t *testing.T, test, env string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env)
+	return cmd
 }
