@@ -105,9 +105,12 @@ release-image: helper-amd64 helper-arm64
 # archives for linux, darwin and windows × amd64 and arm64 (each pinned to
 # the index digest), checksums.txt and the rendered krew manifest.
 #   make release VERSION=v0.1.0 IMAGE_REPO=registry.example/netdiag-helper
-.PHONY: release release-push krew-tools e2e-release
-release: release-image
+.PHONY: release release-check release-push krew-tools e2e-release
+release: release-check release-image
 	VERSION='$(VERSION)' IMAGE_REPO='$(IMAGE_REPO)' GO_LDFLAGS='$(GO_LDFLAGS)' RELEASE_DIR='$(RELEASE_DIR)' hack/release.sh
+
+release-check:
+	@VERSION='$(VERSION)' IMAGE_REPO='$(IMAGE_REPO)' hack/release.sh --check
 
 # Pushes the release's image index, unchanged, as $(IMAGE_REPO):$(VERSION)
 # (REGISTRY_USERNAME / REGISTRY_PASSWORD from the environment, if needed).

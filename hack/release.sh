@@ -11,6 +11,7 @@
 # helper runs with capabilities (privileged on nodes), so a release pins it.
 #
 #   VERSION=v0.1.0 IMAGE_REPO=registry.example/netdiag-helper hack/release.sh
+#   hack/release.sh --check     # only check VERSION and IMAGE_REPO
 #
 # Environment:
 #   VERSION      semver with a leading v (krew requires it)
@@ -39,6 +40,9 @@ die() { echo "release: error: $*" >&2; exit 1; }
 	die "VERSION must be a semantic version with a leading v, e.g. make release VERSION=v0.1.0 (got '${VERSION}')"
 [[ -n $IMAGE_REPO && $IMAGE_REPO != localhost/* ]] ||
 	die "IMAGE_REPO must name the registry repository the helper image is pushed to, e.g. make release IMAGE_REPO=registry.example/netdiag-helper (got '${IMAGE_REPO}')"
+# --check: only the variables, before anything is built (make release runs
+# it first, so a bad VERSION does not cost a helper build).
+[[ ${1:-} != --check ]] || exit 0
 digest=$(cat "$RELEASE_DIR/helper-image.digest" 2>/dev/null) || die "$RELEASE_DIR/helper-image.digest is missing: run make release-image first"
 [[ $digest =~ ^sha256:[0-9a-f]{64}$ ]] || die "$RELEASE_DIR/helper-image.digest does not hold a sha256 digest: '$digest'"
 image="$IMAGE_REPO@$digest"
