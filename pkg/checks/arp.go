@@ -253,6 +253,12 @@ func macList(rs []neighReply) string {
 
 // judgeARP turns what the arp check found about one pod into its finding.
 func judgeARP(o arpObservation) protocol.Finding {
+	f, data := judgeARPData(o)
+	f.Data = protocol.EncodeData(data)
+	return f
+}
+
+func judgeARPData(o arpObservation) (protocol.Finding, map[string]any) {
 	data := o.Data
 	if data == nil {
 		data = map[string]any{}
@@ -265,7 +271,7 @@ func judgeARP(o arpObservation) protocol.Finding {
 		data["state"] = o.Entry.State
 		data["mac"] = o.Entry.MAC
 	}
-	f := protocol.Finding{Check: CheckARP, Subject: o.Subject, Data: data}
+	f := protocol.Finding{Check: CheckARP, Subject: o.Subject}
 	ip, where := o.IP, o.Where
 
 	if !o.needsProbe() || o.Probe == nil {
@@ -274,7 +280,7 @@ func judgeARP(o arpObservation) protocol.Finding {
 			data["probe"] = map[string]any{"result": "not-sent", "error": o.NoProbe}
 			f.Message += " (not probed: " + o.NoProbe + ")"
 		}
-		return f
+		return f, data
 	}
 
 	p, r := *o.Probe, o.Result
@@ -300,7 +306,7 @@ func judgeARP(o arpObservation) protocol.Finding {
 		delete(pd, "waitedMilliseconds")
 		f.Severity, f.Message, f.Remedy = judgeEntry(o)
 		f.Message += fmt.Sprintf(" (the %s could not be sent on %s: %s)", p.short(), p.Interface, err)
-		return f
+		return f, data
 	}
 	replies := make([]map[string]any, 0, len(r.Replies))
 	for _, x := range r.Replies {
@@ -372,7 +378,7 @@ func judgeARP(o arpObservation) protocol.Finding {
 		f.Message = fmt.Sprintf("%s on %s was answered by %s in %s, but the pod's eth0 has %s: another interface claims %s and the pod did not answer", p.describe(), p.Interface, macList(others), fmtRTT(others[0].RTT), o.Want, ip)
 		f.Remedy = findOther(others[0].MAC) + "; then check that " + why
 	}
-	return f
+	return f, data
 }
 
 // sameMAC compares MACs written any way net.ParseMAC accepts.

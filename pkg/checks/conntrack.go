@@ -120,7 +120,7 @@ func checkConntrack(e *env, emit func(protocol.Finding)) error {
 			Severity: protocol.SeverityInfo,
 			Subject:  "node",
 			Message:  "conntrack is not in use on this node (no " + filepath.Join(sysDir, "nf_conntrack_count") + ": the nf_conntrack module is not loaded)",
-			Data:     map[string]any{"loaded": false},
+			Data:     protocol.EncodeData(protocol.ConntrackData{Loaded: ptr(false)}),
 		})
 		return nil
 	}
@@ -132,14 +132,14 @@ func checkConntrack(e *env, emit func(protocol.Finding)) error {
 		return fmt.Errorf("conntrack: %w", err)
 	}
 
-	data := map[string]any{"count": count, "max": maxEntries}
+	data := protocol.ConntrackData{Count: ptr(count), Max: ptr(maxEntries)}
 	var notes []string
 
 	var recommended uint64
 	if mi, err := readMeminfo(filepath.Join(cfg.Proc, "meminfo")); err == nil && mi["MemTotal"] > 0 {
 		recommended = mi["MemTotal"] / 32
-		data["recommendedMax"] = recommended
-		data["memTotalKB"] = mi["MemTotal"]
+		data.RecommendedMax = recommended
+		data.MemTotalKB = mi["MemTotal"]
 	} else {
 		notes = append(notes, fmt.Sprintf("meminfo: %v", errOr(err, "no MemTotal")))
 	}
@@ -162,18 +162,18 @@ func checkConntrack(e *env, emit func(protocol.Finding)) error {
 					}
 				}
 				st, haveDelta = s2, true
-				data["sampleSeconds"] = cfg.DropSample.Seconds()
-				data["dropsDuringCheck"] = delta["drop"]
-				data["insertFailedDuringCheck"] = delta["insert_failed"]
-				data["earlyDropDuringCheck"] = delta["early_drop"]
+				data.SampleSeconds = cfg.DropSample.Seconds()
+				data.DropsDuringCheck = ptr(delta["drop"])
+				data.InsertFailedDuringCheck = ptr(delta["insert_failed"])
+				data.EarlyDropDuringCheck = ptr(delta["early_drop"])
 			} else {
 				notes = append(notes, fmt.Sprintf("per-CPU stats, second read: %v", err))
 			}
 		}
-		data["drop"] = st.Totals["drop"]
-		data["insertFailed"] = st.Totals["insert_failed"]
-		data["earlyDrop"] = st.Totals["early_drop"]
-		data["cpus"] = st.CPUs
+		data.Drop = ptr(st.Totals["drop"])
+		data.InsertFailed = ptr(st.Totals["insert_failed"])
+		data.EarlyDrop = ptr(st.Totals["early_drop"])
+		data.CPUs = st.CPUs
 	} else {
 		notes = append(notes, fmt.Sprintf("per-CPU stats: %v", err))
 	}
@@ -186,10 +186,10 @@ func checkConntrack(e *env, emit func(protocol.Finding)) error {
 		} else {
 			up, uerr := readUptime(filepath.Join(cfg.Proc, "uptime"))
 			ks = scanTableFull(recs, up, uerr == nil, cfg.Recent)
-			data["tableFullEvents"] = ks.Events
-			data["recentTableFullEvents"] = ks.Recent
+			data.TableFullEvents = ptr(ks.Events)
+			data.RecentTableFullEvents = ptr(ks.Recent)
 			if ks.HasLast {
-				data["lastTableFull"] = cfg.Now().Add(-ks.LastAgo).UTC().Format(time.RFC3339)
+				data.LastTableFull = cfg.Now().Add(-ks.LastAgo).UTC().Format(time.RFC3339)
 			}
 		}
 	}
@@ -207,25 +207,25 @@ func checkConntrack(e *env, emit func(protocol.Finding)) error {
 			counts, err = e.countConntrack(scope)
 		}
 		if err != nil {
-			data["topIPsError"] = err.Error()
+			data.TopIPsError = err.Error()
 		} else {
-			data["topIPs"] = topIPs(counts, cfg.Top, cfg.Pods)
+			data.TopIPs = topIPs(counts, cfg.Top, cfg.Pods)
 			if scope == nil {
-				data["topIPsScope"] = "all"
+				data.TopIPsScope = "all"
 			} else {
-				data["topIPsScope"] = "pods"
+				data.TopIPsScope = "pods"
 			}
 		}
 	}
 	if len(notes) > 0 {
-		data["notes"] = notes
+		data.Notes = notes
 	}
 
 	var pct uint64
 	if maxEntries > 0 {
 		pct = count * 100 / maxEntries
 	}
-	data["percent"] = pct
+	data.Percent = ptr(pct)
 	msg := fmt.Sprintf("conntrack table %d%% full (%d of %d)", pct, count, maxEntries)
 	sev := protocol.SeverityOK
 	raise := func(to protocol.Severity) {
@@ -269,7 +269,7 @@ func checkConntrack(e *env, emit func(protocol.Finding)) error {
 			remedy = "nf_conntrack_max is already at MemTotal/32 or above: spread the workload, or find what opens so many connections (data.topIPs)"
 		}
 	}
-	emit(protocol.Finding{Check: CheckConntrack, Severity: sev, Subject: "node", Message: msg, Remedy: remedy, Data: data})
+	emit(protocol.Finding{Check: CheckConntrack, Severity: sev, Subject: "node", Message: msg, Remedy: remedy, Data: protocol.EncodeData(data)})
 	return nil
 }
 
@@ -278,13 +278,6 @@ func errOr(err error, s string) string {
 		return err.Error()
 	}
 	return s
-}
-
-// ipCount is one line of the conntrack top list.
-type ipCount struct {
-	IP      string `json:"ip"`
-	Entries int    `json:"entries"`
-	Pod     string `json:"pod,omitempty"`
 }
 
 // countFlows counts, per address in scope (all addresses when scope is
@@ -299,9 +292,9 @@ func countFlows(flows []flowAddrs, scope func(netip.Addr) bool) map[netip.Addr]u
 
 // topIPs returns the n addresses with the most entries, most first, ties
 // by address (as text, the way the list shows them).
-func topIPs(counts map[netip.Addr]uint32, n int, pods []PodInfo) []ipCount {
+func topIPs(counts map[netip.Addr]uint32, n int, pods []PodInfo) []protocol.TopIP {
 	if n <= 0 {
-		return []ipCount{}
+		return []protocol.TopIP{}
 	}
 	type addrCount struct {
 		a netip.Addr
@@ -327,9 +320,9 @@ func topIPs(counts map[netip.Addr]uint32, n int, pods []PodInfo) []ipCount {
 			names[a.Unmap()] = p.Label()
 		}
 	}
-	out := make([]ipCount, 0, len(all))
+	out := make([]protocol.TopIP, 0, len(all))
 	for _, c := range all {
-		out = append(out, ipCount{IP: c.a.String(), Entries: int(c.n), Pod: names[c.a]})
+		out = append(out, protocol.TopIP{IP: c.a.String(), Entries: int(c.n), Pod: names[c.a]})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Entries != out[j].Entries {
@@ -386,3 +379,6 @@ func (e *env) podScope() func(netip.Addr) bool {
 		return false
 	}
 }
+
+// ptr returns a pointer to v, for the optional fields of data structs.
+func ptr[T any](v T) *T { return &v }

@@ -4,6 +4,7 @@ package checks
 
 import (
 	"fmt"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"net"
 	"net/netip"
 	"runtime"
@@ -160,7 +161,7 @@ func BenchmarkConntrackAggregate262144AllAddresses(b *testing.B) {
 
 func benchAggregate(b *testing.B, scope func(netip.Addr) bool, pods []PodInfo, check bool) {
 	batches := loadBenchDump(b)
-	var top []ipCount
+	var top []protocol.TopIP
 	b.ReportAllocs()
 	stop := peakHeap(b)
 	b.ResetTimer()
@@ -180,7 +181,7 @@ func benchAggregate(b *testing.B, scope func(netip.Addr) bool, pods []PodInfo, c
 func BenchmarkConntrackDumpFlows262144(b *testing.B) {
 	batches := loadBenchDump(b)
 	scope, pods := benchScope(b)
-	var top []ipCount
+	var top []protocol.TopIP
 	b.ReportAllocs()
 	stop := peakHeap(b)
 	b.ResetTimer()
@@ -229,7 +230,7 @@ func BenchmarkConntrackDumpFlows262144(b *testing.B) {
 
 // benchWant is the top list computed from the entries themselves, not
 // from their encoding.
-var benchWant = sync.OnceValue(func() []ipCount {
+var benchWant = sync.OnceValue(func() []protocol.TopIP {
 	scope, pods := benchScope(nil)
 	a := netip.MustParseAddr
 	c := newIPCounter(scope)
@@ -242,7 +243,7 @@ var benchWant = sync.OnceValue(func() []ipCount {
 
 // checkBenchTop checks the answer, so that both benchmarks are known to
 // count what is in the dump.
-func checkBenchTop(b *testing.B, top []ipCount) {
+func checkBenchTop(b *testing.B, top []protocol.TopIP) {
 	b.Helper()
 	if d := cmp.Diff(benchWant(), top); d != "" {
 		b.Errorf("top (-want +got):\n%s", d)

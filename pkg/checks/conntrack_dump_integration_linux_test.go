@@ -119,13 +119,17 @@ func TestIntegrationConntrackStreamingDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := only(t, fs, CheckConntrack)
-	if e, ok := f.Data["topIPsError"]; ok {
+	if e, ok := asJSON(t, f.Data)["topIPsError"]; ok {
 		t.Fatalf("topIPsError: %v", e)
 	}
-	wantTop := []ipCount{
+	wantTop := []protocol.TopIP{
 		{IP: "198.51.100.1", Entries: 120}, {IP: "198.51.100.2", Entries: 120}, {IP: "198.51.100.3", Entries: 120},
 	}
-	if d := cmp.Diff(wantTop, f.Data["topIPs"]); d != "" {
+	var d protocol.ConntrackData
+	if err := f.DecodeData(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(wantTop, d.TopIPs); d != "" {
 		t.Errorf("topIPs (-want +got):\n%s", d)
 	}
 }

@@ -3,6 +3,7 @@ package checks
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"iter"
 	"net"
 	"net/netip"
@@ -242,7 +243,7 @@ func TestTopIPsOrder(t *testing.T) {
 	})
 	pods := []PodInfo{{Namespace: "default", Name: "web", IP: net.ParseIP("10.244.0.9")}}
 	got := topIPs(counts, 4, pods)
-	want := []ipCount{
+	want := []protocol.TopIP{
 		{IP: "10.244.0.10", Entries: 5},
 		{IP: "10.244.0.9", Entries: 5, Pod: "default/web"},
 		{IP: "10.244.0.200", Entries: 3},

@@ -166,14 +166,22 @@ func RunFix(ctx context.Context, cfg FixConfig, emit func(protocol.Action)) {
 }
 
 func setConntrackMax(c Config, n uint64) protocol.Action {
+	var d protocol.ActionData
+	a := setConntrackMaxInto(c, n, &d)
+	a.Data = protocol.EncodeData(d)
+	return a
+}
+
+func setConntrackMaxInto(c Config, n uint64, d *protocol.ActionData) protocol.Action {
 	path := filepath.Join(c.Proc, "sys", "net", "netfilter", "nf_conntrack_max")
-	a := protocol.Action{Action: "conntrack-max", Target: "net.netfilter.nf_conntrack_max", Data: map[string]any{"path": path, "requested": n}}
+	a := protocol.Action{Action: "conntrack-max", Target: "net.netfilter.nf_conntrack_max"}
+	d.Path, d.Requested = path, n
 	cur, err := readUint(path)
 	if err != nil {
 		a.Result, a.Message = protocol.ActionFailed, fmt.Sprintf("reading %s: %v", path, err)
 		return a
 	}
-	a.Data["before"] = cur
+	d.Before = ptr(cur)
 	if cur >= n {
 		a.Result, a.Message = protocol.ActionSkipped, fmt.Sprintf("nf_conntrack_max is already %d (>= %d): not lowered", cur, n)
 		return a
@@ -187,7 +195,7 @@ func setConntrackMax(c Config, n uint64) protocol.Action {
 		a.Result, a.Message = protocol.ActionFailed, fmt.Sprintf("wrote %d to %s but it reads %d (%v)", n, path, after, err)
 		return a
 	}
-	a.Data["after"] = after
+	d.After = ptr(after)
 	a.Result, a.Message = protocol.ActionDone, fmt.Sprintf("nf_conntrack_max raised from %d to %d", cur, n)
 	return a
 }
@@ -198,10 +206,16 @@ func setConntrackMax(c Config, n uint64) protocol.Action {
 // reused), fsynced, renamed into place, and DIR fsynced. DIR must exist
 // (the node pod mounts only the node's /etc/sysctl.d writable).
 func persistConntrackMax(c Config, dir string, n uint64) protocol.Action {
+	a := persistConntrackMaxInto(c, dir, n)
+	a.Data = protocol.EncodeData(protocol.ActionData{File: a.Target, Value: n})
+	return a
+}
+
+func persistConntrackMaxInto(c Config, dir string, n uint64) protocol.Action {
 	file := filepath.Join(dir, ConntrackPersistFile)
 	hostDir := filepath.Join(c.HostRoot, dir)
 	path := filepath.Join(hostDir, ConntrackPersistFile)
-	a := protocol.Action{Action: "conntrack-persist", Target: file, Data: map[string]any{"file": file, "value": n}}
+	a := protocol.Action{Action: "conntrack-persist", Target: file}
 	content := fmt.Sprintf("# Written by kubectl netdiag node check --fix: the recommended conntrack table size (MemTotal/32).\nnet.netfilter.nf_conntrack_max = %d\n", n)
 	fail := func(format string, args ...any) protocol.Action {
 		a.Result, a.Message = protocol.ActionFailed, fmt.Sprintf(format, args...)
@@ -289,19 +303,21 @@ func killStale(ctx context.Context, c Config, pids []int, approved map[int]uint6
 		if f.Check != CheckStale || (f.Severity != protocol.SeverityWarn && f.Severity != protocol.SeverityFail) {
 			return
 		}
-		if f.Data["runtimeReachable"] == false {
-			rtErr, _ = f.Data["runtimeError"].(string)
+		var d protocol.StaleData
+		if err := f.DecodeData(&d); err != nil {
+			return
+		}
+		if d.RuntimeReachable != nil && !*d.RuntimeReachable {
+			rtErr = d.RuntimeError
 			if rtErr == "" {
 				rtErr = "unknown error"
 			}
 			return
 		}
-		pid, ok := f.Data["pid"].(int)
-		if !ok {
+		pid, cid, uid := d.PID, d.ContainerID, d.PodUID
+		if pid <= 0 {
 			return
 		}
-		cid, _ := f.Data["containerID"].(string)
-		uid, _ := f.Data["podUID"].(string)
 		if cid != "" && uid != "" {
 			confirmed[pid] = staleTarget{PodUID: uid, ContainerID: cid}
 		}
@@ -309,11 +325,12 @@ func killStale(ctx context.Context, c Config, pids []int, approved map[int]uint6
 	actions := make([]protocol.Action, len(pids))
 	var wg sync.WaitGroup
 	for i, pid := range pids {
-		a := protocol.Action{Action: "kill", Target: strconv.Itoa(pid), Data: map[string]any{"pid": pid}}
+		a := protocol.Action{Action: "kill", Target: strconv.Itoa(pid)}
+		d := protocol.ActionData{PID: pid}
 		t, ok := confirmed[pid]
 		start, haveStart := approved[pid]
 		if haveStart {
-			a.Data["approvedStartTicks"] = start
+			d.ApprovedStartTicks = ptr(start)
 		}
 		switch {
 		case rtErr != "":
@@ -327,15 +344,14 @@ func killStale(ctx context.Context, c Config, pids []int, approved map[int]uint6
 		case !haveStart:
 			a.Result, a.Message = protocol.ActionRefused, fmt.Sprintf("pid %d: no approved start time (give --kill PID:STARTTICKS, the data.startTicks of the stale finding the user approved): not signalled", pid)
 		default:
-			a.Data["containerID"] = t.ContainerID
-			a.Data["podUID"] = t.PodUID
+			d.ContainerID = t.ContainerID
+			d.PodUID = t.PodUID
 			wg.Add(1)
-			go func(i int, pid int, t staleTarget, a protocol.Action) {
+			go func(i int, pid int, t staleTarget, a protocol.Action, d protocol.ActionData) {
 				defer wg.Done()
 				sig, res, err := endProcess(ctx, c.Proc, pid, t, start, grace)
-				if sig != "" {
-					a.Data["signal"] = sig
-				}
+				d.Signal = sig
+				a.Data = protocol.EncodeData(d)
 				switch {
 				case err != nil:
 					a.Result, a.Message = res, fmt.Sprintf("pid %d: %v", pid, err)
@@ -343,9 +359,10 @@ func killStale(ctx context.Context, c Config, pids []int, approved map[int]uint6
 					a.Result, a.Message = protocol.ActionDone, fmt.Sprintf("stale process %d of container %s ended (%s)", pid, shortID(t.ContainerID), sig)
 				}
 				actions[i] = a
-			}(i, pid, t, a)
+			}(i, pid, t, a, d)
 			continue
 		}
+		a.Data = protocol.EncodeData(d)
 		actions[i] = a
 	}
 	wg.Wait()

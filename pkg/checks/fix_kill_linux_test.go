@@ -99,7 +99,7 @@ func (k *killFixture) pidStart(delta int) string {
 func TestFixKillApprovedStaleProcess(t *testing.T) {
 	k := newKillFixture(t)
 	actions := k.run(t, runtimeKnowing(), k.pidStart(0))
-	if len(actions) != 1 || actions[0].Result != protocol.ActionDone || actions[0].Data["signal"] != "SIGTERM" {
+	if len(actions) != 1 || actions[0].Result != protocol.ActionDone || asJSON(t, actions[0].Data)["signal"] != "SIGTERM" {
 		t.Fatalf("actions %+v", actions)
 	}
 	if k.alive() {
@@ -160,7 +160,7 @@ func TestFixKillConcurrentSIGKILL(t *testing.T) {
 		t.Fatalf("actions %+v", actions)
 	}
 	for i, a := range actions {
-		if a.Result != protocol.ActionDone || a.Data["signal"] != "SIGKILL" || a.Target != strconv.Itoa(ks[i].cmd.Process.Pid) {
+		if a.Result != protocol.ActionDone || asJSON(t, a.Data)["signal"] != "SIGKILL" || a.Target != strconv.Itoa(ks[i].cmd.Process.Pid) {
 			t.Errorf("action %d: %+v", i, a)
 		}
 		if ks[i].alive() {

@@ -17,7 +17,7 @@ import (
 // bridgeUp brings a bridge up in the node's network namespace (--netns, or
 // the current one: the node pod has the host's network).
 func bridgeUp(c Config, name string) protocol.Action {
-	a := protocol.Action{Action: "bridge-up", Target: name, Data: map[string]any{"bridge": name}}
+	a := protocol.Action{Action: "bridge-up", Target: name, Data: protocol.EncodeData(protocol.ActionData{Bridge: name})}
 	ns, err := openNetNS(c.NetNS)
 	if err != nil {
 		a.Result, a.Message = protocol.ActionFailed, err.Error()

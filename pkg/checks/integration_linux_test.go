@@ -235,8 +235,8 @@ func TestIntegrationBridgeDownAndUp(t *testing.T) {
 	if !strings.Contains(f.Remedy, "ip link set cbr0 up") {
 		t.Errorf("remedy = %q", f.Remedy)
 	}
-	if f.Data["adminUp"] != false {
-		t.Errorf("data.adminUp = %v", f.Data["adminUp"])
+	if asJSON(t, f.Data)["adminUp"] != false {
+		t.Errorf("data.adminUp = %v", asJSON(t, f.Data)["adminUp"])
 	}
 
 	must(t, b.node.h.LinkSetUp(b.bridge), "cbr0 up")
@@ -305,7 +305,7 @@ func TestIntegrationVethThroughNeighbourAndFDB(t *testing.T) {
 		d["ifindex"] != float64(b.hostVeth.Attrs().Index) || d["bridge"] != "cbr0" || d["mtu"] != 1500.0 || d["podIP"] != "192.0.2.10" {
 		t.Errorf("veth: %s %q data %v", f.Severity, f.Message, d)
 	}
-	if a := only(t, fs, CheckARP); a.Severity != protocol.SeverityOK || a.Data["mac"] != b.podEth.Attrs().HardwareAddr.String() {
+	if a := only(t, fs, CheckARP); a.Severity != protocol.SeverityOK || asJSON(t, a.Data)["mac"] != b.podEth.Attrs().HardwareAddr.String() {
 		t.Errorf("arp: %+v", a)
 	}
 
@@ -494,7 +494,7 @@ func TestIntegrationStaleListener(t *testing.T) {
 	fs := runChecks(t, cfg)
 	var got []protocol.Finding
 	for _, f := range fs {
-		if _, ok := f.Data["pid"]; ok {
+		if _, ok := asJSON(t, f.Data)["pid"]; ok {
 			got = append(got, f)
 		}
 	}
@@ -555,7 +555,7 @@ func TestIntegrationKillApprovedByPidfd(t *testing.T) {
 	if a := run(fmt.Sprintf("%d:%d", live.Process.Pid, lstart)); a.Result != protocol.ActionRefused {
 		t.Errorf("live container's process: %+v", a)
 	}
-	if a := run(fmt.Sprintf("%d:%d", pid, start)); a.Result != protocol.ActionDone || a.Data["signal"] != "SIGTERM" {
+	if a := run(fmt.Sprintf("%d:%d", pid, start)); a.Result != protocol.ActionDone || asJSON(t, a.Data)["signal"] != "SIGTERM" {
 		t.Errorf("approved: %+v", a)
 	}
 	if alive(pid) {

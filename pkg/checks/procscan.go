@@ -2,6 +2,7 @@ package checks
 
 import (
 	"errors"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -119,12 +120,7 @@ func podPIDsFromCgroupfs(sys, uid string) []int {
 
 // listener is a socket a process owns, from its network namespace's
 // /proc/PID/net tables.
-type listener struct {
-	Protocol string `json:"protocol"`
-	Address  string `json:"address"`
-	Port     int    `json:"port"`
-	Inode    uint64 `json:"inode"`
-}
+type listener = protocol.Listener
 
 // socketInodes returns the inodes of the sockets in proc/PID/fd.
 func socketInodes(proc string, pid int) (map[uint64]bool, error) {

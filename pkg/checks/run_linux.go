@@ -197,14 +197,14 @@ func checkBridge(e *env, emit func(protocol.Finding)) error {
 				Check: CheckBridge, Severity: protocol.SeverityFail, Subject: e.cfg.Bridge,
 				Message: fmt.Sprintf("bridge %s does not exist on this node", e.cfg.Bridge),
 				Remedy:  "check the bridge name in the CNI config (/etc/cni/net.d) and --bridge; the CNI bridge plugin creates it when a pod starts",
-				Data:    map[string]any{"bridge": e.cfg.Bridge, "exists": false},
+				Data:    protocol.EncodeData(map[string]any{"bridge": e.cfg.Bridge, "exists": false}),
 			})
 			return nil
 		}
 		emit(protocol.Finding{
 			Check: CheckBridge, Severity: protocol.SeverityInfo, Subject: "node",
 			Message: "no bridge on this node (looked for cbr0, cni0, docker0 and any other bridge): pods are routed, nothing to check",
-			Data:    map[string]any{"exists": false},
+			Data:    protocol.EncodeData(map[string]any{"exists": false}),
 		})
 		return nil
 	}
@@ -245,7 +245,7 @@ func checkBridge(e *env, emit func(protocol.Finding)) error {
 	data["ports"] = ports
 	data["portsUp"] = portsUp
 
-	f := protocol.Finding{Check: CheckBridge, Subject: a.Name, Data: data}
+	f := protocol.Finding{Check: CheckBridge, Subject: a.Name, Data: protocol.EncodeData(data)}
 	switch {
 	case !isUp(br):
 		f.Severity = protocol.SeverityFail
@@ -514,7 +514,7 @@ func checkVeth(e *env, emit func(protocol.Finding)) error {
 				Check: CheckVeth, Severity: protocol.SeverityWarn, Subject: t.Label(),
 				Message: fmt.Sprintf("no host interface found for %s: %s", t.Label(), strings.Join(tried, "; ")),
 				Remedy:  "send traffic to the pod (neighbour entries appear only after traffic) or pass --pod-uid, then re-run",
-				Data:    data,
+				Data:    protocol.EncodeData(data),
 			})
 			continue
 		}
@@ -536,7 +536,7 @@ func checkVeth(e *env, emit func(protocol.Finding)) error {
 			}
 		}
 		data["bridge"] = bridge
-		f := protocol.Finding{Check: CheckVeth, Subject: t.Label(), Data: data, Severity: protocol.SeverityOK}
+		f := protocol.Finding{Check: CheckVeth, Subject: t.Label(), Severity: protocol.SeverityOK}
 		where := ""
 		if bridge != "" {
 			where = ", bridge " + bridge
@@ -556,6 +556,7 @@ func checkVeth(e *env, emit func(protocol.Finding)) error {
 			f.Message = fmt.Sprintf("%s: host interface %s is down (%s)", t.Label(), a.Name, a.OperState)
 			f.Remedy = fmt.Sprintf("ip link set %s up", a.Name)
 		}
+		f.Data = protocol.EncodeData(data)
 		emit(f)
 	}
 	if !anyTarget {
@@ -852,7 +853,7 @@ func checkMTU(e *env, emit func(protocol.Finding)) error {
 				sev = protocol.SeverityInfo
 			}
 			data["error"] = pn.err.Error()
-			emit(protocol.Finding{Check: CheckMTU, Severity: sev, Subject: t.Label(), Message: "cannot read the pod's MTU: " + pn.err.Error(), Data: data})
+			emit(protocol.Finding{Check: CheckMTU, Severity: sev, Subject: t.Label(), Message: "cannot read the pod's MTU: " + pn.err.Error(), Data: protocol.EncodeData(data)})
 			continue
 		}
 		data["podInterface"] = pn.Interface
@@ -900,10 +901,11 @@ func checkMTU(e *env, emit func(protocol.Finding)) error {
 			data["expectedMTU"] = exp
 			hops = append(hops, hop{what, exp})
 		}
-		f := protocol.Finding{Check: CheckMTU, Subject: t.Label(), Data: data}
+		f := protocol.Finding{Check: CheckMTU, Subject: t.Label()}
 		if len(hops) == 0 {
 			f.Severity = protocol.SeverityInfo
 			f.Message = fmt.Sprintf("pod MTU %d; no host veth, bridge, default route or --expected-mtu to compare it with", pn.MTU)
+			f.Data = protocol.EncodeData(data)
 			emit(f)
 			continue
 		}
@@ -927,6 +929,7 @@ func checkMTU(e *env, emit func(protocol.Finding)) error {
 			f.Severity = protocol.SeverityOK
 			f.Message = fmt.Sprintf("pod MTU %d fits the path MTU %d (%s)", pn.MTU, limit.mtu, limit.what)
 		}
+		f.Data = protocol.EncodeData(data)
 		emit(f)
 	}
 	if !anyTarget {

@@ -235,7 +235,7 @@ func TestRunConntrackFullAndHealthy(t *testing.T) {
 	if fs[0].Severity != protocol.SeverityOK || !strings.Contains(fs[0].Message, "whether drops happen now is unknown") {
 		t.Errorf("one read: %+v", fs[0])
 	}
-	if _, ok := fs[0].Data["dropsDuringCheck"]; ok {
+	if _, ok := asJSON(t, fs[0].Data)["dropsDuringCheck"]; ok {
 		t.Errorf("one read reported drops during the check: %v", fs[0].Data)
 	}
 }
@@ -355,11 +355,12 @@ func staleConfig(t *testing.T) Config {
 	}
 }
 
-func byPID(fs []protocol.Finding) map[float64]protocol.Finding {
-	out := map[float64]protocol.Finding{}
+func byPID(fs []protocol.Finding) map[int]protocol.Finding {
+	out := map[int]protocol.Finding{}
 	for _, f := range fs {
-		if pid, ok := f.Data["pid"].(int); ok {
-			out[float64(pid)] = f
+		var d protocol.StaleData
+		if f.DecodeData(&d) == nil && d.PID > 0 {
+			out[d.PID] = f
 		}
 	}
 	return out
@@ -387,7 +388,7 @@ func checkStaleFindings(t *testing.T, fs []protocol.Finding) {
 	if !strings.Contains(holder.Message, "holds tcp port 6379") {
 		t.Errorf("message = %q", holder.Message)
 	}
-	if f := procs[600]; f.Severity != protocol.SeverityWarn || f.Data["containerID"] != idleID {
+	if f := procs[600]; f.Severity != protocol.SeverityWarn || asJSON(t, f.Data)["containerID"] != idleID {
 		t.Errorf("pid 600: %+v, want warn for %s", f, idleID)
 	}
 	for _, f := range fs {

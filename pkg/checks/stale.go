@@ -80,26 +80,30 @@ func checkStale(ctx context.Context, e *env, emit func(protocol.Finding)) error 
 // processInfo is what the stale check says of one process: enough for the
 // user to know what they approve (command line, container, start time,
 // ports).
-func processInfo(cfg Config, p podProcess) (map[string]any, []listener) {
+func processInfo(cfg Config, p podProcess) (protocol.StaleProcess, []listener) {
 	ls, lerr := processListeners(cfg.Proc, p.PID)
-	d := map[string]any{
-		"pid":         p.PID,
-		"cmdline":     p.Cmdline,
-		"containerID": p.ContainerID,
-		"podUID":      p.PodUID,
-		"cgroup":      p.Cgroup,
-		"listeners":   ls,
+	d := protocol.StaleProcess{
+		PID:         p.PID,
+		Cmdline:     p.Cmdline,
+		ContainerID: p.ContainerID,
+		Cgroup:      p.Cgroup,
+		Listeners:   ls,
 	}
 	if lerr != nil {
-		d["listenersError"] = lerr.Error()
+		d.ListenersError = lerr.Error()
 	}
 	if start, _, err := procStart(cfg.Proc, p.PID); err == nil {
-		d["startTicks"] = start
+		d.StartTicks = start
 		if t, ok := startedAt(cfg.Proc, start); ok {
-			d["started"] = t.UTC().Format(time.RFC3339)
+			d.Started = t.UTC().Format(time.RFC3339)
 		}
 	}
 	return d, ls
+}
+
+// holderOf is the PortHolder for process p and its socket h.
+func holderOf(p podProcess, h *listener) *protocol.PortHolder {
+	return &protocol.PortHolder{PID: p.PID, ContainerID: p.ContainerID, Cmdline: p.Cmdline, Port: h.Port, Protocol: h.Protocol, Address: h.Address}
 }
 
 func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protocol.Finding)) error {
@@ -116,7 +120,7 @@ func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protoco
 			Severity: protocol.SeverityInfo,
 			Subject:  subject,
 			Message:  fmt.Sprintf("no process on this node runs in a cgroup of pod UID %s (is the pod on this node?)", uid),
-			Data:     map[string]any{"podUID": uid},
+			Data:     protocol.EncodeData(protocol.StaleData{PodUID: uid}),
 		})
 		return nil
 	}
@@ -125,26 +129,23 @@ func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protoco
 		// Only the runtime can say a container is gone: the API's list
 		// lags a restart. List what runs, say what holds the port, and
 		// call nothing stale.
-		var list []map[string]any
-		var holder map[string]any
+		list := []protocol.ListedProcess{}
+		var holder *protocol.PortHolder
 		for _, p := range procs {
 			d, ls := processInfo(cfg, p)
-			list = append(list, d)
+			list = append(list, protocol.ListedProcess{StaleProcess: d, PodUID: p.PodUID})
 			if h := portHolder(ls, cfg.Port); h != nil && holder == nil {
-				holder = map[string]any{"pid": p.PID, "containerID": p.ContainerID, "cmdline": p.Cmdline, "port": h.Port, "protocol": h.Protocol, "address": h.Address}
+				holder = holderOf(p, h)
 			}
 		}
-		data := map[string]any{"podUID": uid, "processes": list, "runtimeReachable": false, "runtimeError": rtErr.Error()}
-		if holder != nil {
-			data["portHolder"] = holder
-		}
+		data := protocol.StaleData{PodUID: uid, Processes: &protocol.StaleProcesses{List: list}, RuntimeReachable: ptr(false), RuntimeError: rtErr.Error(), PortHolder: holder}
 		emit(protocol.Finding{
 			Check:    CheckStale,
 			Severity: protocol.SeverityWarn,
 			Subject:  subject,
 			Message:  fmt.Sprintf("%s (%v); %d processes run in pod UID %s", RuntimeUnreachable, rtErr, len(procs), uid),
 			Remedy:   "pass --runtime-endpoint with the node's CRI socket (e.g. unix:///run/containerd/containerd.sock, /run/crio/crio.sock, /run/k3s/containerd/containerd.sock)",
-			Data:     data,
+			Data:     protocol.EncodeData(data),
 		})
 		return nil
 	}
@@ -163,7 +164,7 @@ func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protoco
 	}
 
 	var stale []podProcess
-	var holder map[string]any
+	var holder *protocol.PortHolder
 	containers := map[string]bool{}
 	for _, p := range procs {
 		if p.ContainerID == "" {
@@ -174,7 +175,7 @@ func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protoco
 			if cfg.Port > 0 && holder == nil {
 				ls, _ := processListeners(cfg.Proc, p.PID)
 				if h := portHolder(ls, cfg.Port); h != nil {
-					holder = map[string]any{"pid": p.PID, "containerID": p.ContainerID, "cmdline": p.Cmdline, "port": h.Port, "protocol": h.Protocol, "address": h.Address}
+					holder = holderOf(p, h)
 				}
 			}
 			continue
@@ -183,17 +184,14 @@ func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protoco
 	}
 
 	for _, p := range stale {
-		data, ls := processInfo(cfg, p)
-		data["podUID"] = uid
-		data["runtimeEndpoint"] = rt.Endpoint
+		proc, ls := processInfo(cfg, p)
+		data := protocol.StaleData{PodUID: uid, RuntimeEndpoint: rt.Endpoint, StaleProcess: proc}
 		if t.Namespace != "" && t.Name != "" {
-			data["pod"] = t.Namespace + "/" + t.Name
+			data.Pod = t.Namespace + "/" + t.Name
 		}
 		kill := fmt.Sprintf("end it: kubectl netdiag stale %s --kill (or kill %d on the node)", podRef(t), p.PID)
 		if h := portHolder(ls, cfg.Port); h != nil {
-			data["port"] = h.Port
-			data["protocol"] = h.Protocol
-			data["address"] = h.Address
+			data.Port, data.Protocol, data.Address = h.Port, h.Protocol, h.Address
 			emit(protocol.Finding{
 				Check:    CheckStale,
 				Severity: protocol.SeverityFail,
@@ -201,7 +199,7 @@ func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protoco
 				Message: fmt.Sprintf("stale process %d (%s) of container %s holds %s port %d; the runtime does not know that container",
 					p.PID, shortCmd(p.Cmdline), shortID(p.ContainerID), h.Protocol, h.Port),
 				Remedy: kill,
-				Data:   data,
+				Data:   protocol.EncodeData(data),
 			})
 			continue
 		}
@@ -212,19 +210,16 @@ func stalePod(e *env, t PodInfo, rt runtimeState, rtErr error, emit func(protoco
 			Message: fmt.Sprintf("stale process %d (%s) of container %s: the runtime does not know that container (%d listening sockets)",
 				p.PID, shortCmd(p.Cmdline), shortID(p.ContainerID), len(ls)),
 			Remedy: kill,
-			Data:   data,
+			Data:   protocol.EncodeData(data),
 		})
 	}
 	if len(stale) == 0 {
-		data := map[string]any{"podUID": uid, "processes": len(procs), "containers": sortedKeys(containers), "runtimeEndpoint": rt.Endpoint}
-		if holder != nil {
-			data["portHolder"] = holder
-		}
+		data := protocol.StaleData{PodUID: uid, Processes: &protocol.StaleProcesses{Count: len(procs)}, Containers: sortedKeys(containers), RuntimeEndpoint: rt.Endpoint, PortHolder: holder}
 		msg := fmt.Sprintf("no stale processes: %d processes in %d containers of pod UID %s, all known to the runtime", len(procs), len(containers), uid)
 		if holder != nil {
-			msg += fmt.Sprintf("; port %d is held by pid %v of a known container", cfg.Port, holder["pid"])
+			msg += fmt.Sprintf("; port %d is held by pid %d of a known container", cfg.Port, holder.PID)
 		}
-		emit(protocol.Finding{Check: CheckStale, Severity: protocol.SeverityOK, Subject: subject, Message: msg, Data: data})
+		emit(protocol.Finding{Check: CheckStale, Severity: protocol.SeverityOK, Subject: subject, Message: msg, Data: protocol.EncodeData(data)})
 	}
 	return nil
 }
@@ -280,6 +275,6 @@ func skipped(check, why string) protocol.Finding {
 		Severity: protocol.SeverityInfo,
 		Subject:  "node",
 		Message:  check + " check skipped: " + why,
-		Data:     map[string]any{"skipped": true},
+		Data:     protocol.EncodeData(protocol.SkippedData{Skipped: true}),
 	}
 }

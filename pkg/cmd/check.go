@@ -216,9 +216,12 @@ func flagArg(name, value string) string {
 
 // fixer runs planned steps on a node: dry-run prints them, otherwise the
 // user confirms and `netdiag-helper fix` runs them.
-func (o *CheckOptions) fixer(plan func(rep *kube.HelperReport) []fixStep) func(ctx context.Context, node string, s nodecheck.Session, rep *kube.HelperReport, checkArgs []string, stdin []byte) ([]protocol.Action, bool, error) {
+func (o *CheckOptions) fixer(plan func(rep *kube.HelperReport) ([]fixStep, error)) func(ctx context.Context, node string, s nodecheck.Session, rep *kube.HelperReport, checkArgs []string, stdin []byte) ([]protocol.Action, bool, error) {
 	return func(ctx context.Context, node string, s nodecheck.Session, rep *kube.HelperReport, checkArgs []string, stdin []byte) ([]protocol.Action, bool, error) {
-		steps := plan(rep)
+		steps, err := plan(rep)
+		if err != nil {
+			return nil, false, err
+		}
 		if len(steps) == 0 {
 			return nil, false, nil
 		}
@@ -291,28 +294,33 @@ func (o *CheckOptions) showDetail(node string, detail []string) {
 
 // planNodeFixes: a down bridge comes up; nf_conntrack_max is raised to the
 // recommended value when the table is warn/fail and below it.
-func planNodeFixes(rep *kube.HelperReport, bridge, conntrack bool) []fixStep {
+func planNodeFixes(rep *kube.HelperReport, bridge, conntrack bool) ([]fixStep, error) {
 	var steps []fixStep
 	for _, f := range rep.Findings {
 		switch {
-		case bridge && f.Check == "bridge" && f.Severity == protocol.SeverityFail && f.Data["adminUp"] == false:
-			name, _ := f.Data["bridge"].(string)
-			if name != "" {
-				steps = append(steps, fixStep{What: "bring bridge " + name + " up", Args: []string{flagArg("bridge-up", name)}})
+		case bridge && f.Check == "bridge" && f.Severity == protocol.SeverityFail:
+			var d protocol.BridgeData
+			if err := f.DecodeData(&d); err != nil {
+				return nil, err
+			}
+			if d.AdminUp != nil && !*d.AdminUp && d.Bridge != "" {
+				steps = append(steps, fixStep{What: "bring bridge " + d.Bridge + " up", Args: []string{flagArg("bridge-up", d.Bridge)}})
 			}
 		case conntrack && f.Check == "conntrack" && (f.Severity == protocol.SeverityFail || f.Severity == protocol.SeverityWarn):
-			rec, ok1 := number(f.Data["recommendedMax"])
-			cur, ok2 := number(f.Data["max"])
-			if ok1 && ok2 && rec > cur {
-				n := strconv.FormatUint(rec, 10)
+			var d protocol.ConntrackData
+			if err := f.DecodeData(&d); err != nil {
+				return nil, err
+			}
+			if d.Max != nil && d.RecommendedMax > *d.Max {
+				n := strconv.FormatUint(d.RecommendedMax, 10)
 				steps = append(steps, fixStep{
-					What: fmt.Sprintf("raise net.netfilter.nf_conntrack_max from %d to %d (now, and in %s/90-netdiag-conntrack.conf)", cur, rec, ConntrackPersistDir),
+					What: fmt.Sprintf("raise net.netfilter.nf_conntrack_max from %d to %d (now, and in %s/90-netdiag-conntrack.conf)", *d.Max, d.RecommendedMax, ConntrackPersistDir),
 					Args: []string{flagArg("conntrack-max", n), flagArg("persist-dir", ConntrackPersistDir)},
 				})
 			}
 		}
 	}
-	return steps
+	return steps, nil
 }
 
 // planKills: the stale processes the check found, each shown with what
@@ -320,36 +328,38 @@ func planNodeFixes(rep *kube.HelperReport, bridge, conntrack bool) []fixStep {
 // passed to the helper with the start time the user saw, so that only
 // that process is signalled. Without the runtime, nothing can be called
 // stale: the kill is refused.
-func planKills(rep *kube.HelperReport) []fixStep {
+func planKills(rep *kube.HelperReport) ([]fixStep, error) {
 	var pids, approved, detail []string
 	for _, f := range rep.Findings {
 		if f.Check != "stale" || (f.Severity != protocol.SeverityFail && f.Severity != protocol.SeverityWarn) {
 			continue
 		}
-		if f.Data["runtimeReachable"] == false {
-			return []fixStep{{What: "kill", Refuse: fmt.Sprintf("--kill refused on pod %s: %s; pass --runtime-endpoint with the node's CRI socket", f.Subject, staleRuntimeUnreachable)}}
+		var d protocol.StaleData
+		if err := f.DecodeData(&d); err != nil {
+			return nil, err
 		}
-		pid, ok := number(f.Data["pid"])
-		if !ok || pid == 0 {
+		if d.RuntimeReachable != nil && !*d.RuntimeReachable {
+			return []fixStep{{What: "kill", Refuse: fmt.Sprintf("--kill refused on pod %s: %s; pass --runtime-endpoint with the node's CRI socket", f.Subject, staleRuntimeUnreachable)}}, nil
+		}
+		if d.PID <= 0 {
 			continue
 		}
-		start, ok := number(f.Data["startTicks"])
-		if !ok || start == 0 {
-			return []fixStep{{What: "kill", Refuse: fmt.Sprintf("--kill refused: the helper did not report when process %d started, so it cannot be told from a process that reused its PID (use a helper image of the plugin's version)", pid)}}
+		if d.StartTicks == 0 {
+			return []fixStep{{What: "kill", Refuse: fmt.Sprintf("--kill refused: the helper did not report when process %d started, so it cannot be told from a process that reused its PID (use a helper image of the plugin's version)", d.PID)}}, nil
 		}
-		p := strconv.FormatUint(pid, 10)
+		p := strconv.Itoa(d.PID)
 		pids = append(pids, p)
-		approved = append(approved, p+":"+strconv.FormatUint(start, 10))
-		detail = append(detail, describeStale(f, pid)...)
+		approved = append(approved, p+":"+strconv.FormatUint(d.StartTicks, 10))
+		detail = append(detail, describeStale(f.Subject, d)...)
 	}
 	if len(pids) == 0 {
-		return nil
+		return nil, nil
 	}
 	return []fixStep{{
 		What:   fmt.Sprintf("end stale %s %s (SIGTERM, then SIGKILL)", pluralWord(len(pids), "process", "processes"), strings.Join(pids, ", ")),
 		Detail: detail,
 		Args:   []string{flagArg("kill", strings.Join(approved, ","))},
-	}}
+	}}, nil
 }
 
 // staleRuntimeUnreachable is the helper's checks.RuntimeUnreachable (the
@@ -358,41 +368,34 @@ const staleRuntimeUnreachable = "runtime not reachable: cannot tell stale from r
 
 // describeStale is what the user sees of one stale process before the
 // question. The caller escapes it.
-func describeStale(f protocol.Finding, pid uint64) []string {
-	str := func(k string) string {
-		s, _ := f.Data[k].(string)
+func describeStale(subject string, d protocol.StaleData) []string {
+	or := func(s string) string {
 		if s == "" {
 			return "?"
 		}
 		return s
 	}
-	cmdline, _ := f.Data["cmdline"].(string)
-	pod, _ := f.Data["pod"].(string)
+	pod := d.Pod
 	if pod == "" {
-		pod = f.Subject
+		pod = subject
 	}
 	port := "none"
-	if n, ok := number(f.Data["port"]); ok && n > 0 {
-		port = fmt.Sprintf("%s/%d", str("protocol"), n)
-	} else if ls, ok := f.Data["listeners"].([]any); ok && len(ls) > 0 {
+	if d.Port > 0 {
+		port = fmt.Sprintf("%s/%d", or(d.Protocol), d.Port)
+	} else if len(d.Listeners) > 0 {
 		var ps []string
-		for _, l := range ls {
-			if m, ok := l.(map[string]any); ok {
-				if n, ok := number(m["port"]); ok {
-					proto, _ := m["protocol"].(string)
-					ps = append(ps, fmt.Sprintf("%s/%d", proto, n))
-				}
-			}
+		for _, l := range d.Listeners {
+			ps = append(ps, fmt.Sprintf("%s/%d", l.Protocol, l.Port))
 		}
 		port = strings.Join(ps, ", ")
 	}
-	started := str("started")
-	if n, ok := number(f.Data["startTicks"]); ok {
-		started += fmt.Sprintf(" (tick %d after boot)", n)
+	started := or(d.Started)
+	if d.StartTicks > 0 {
+		started += fmt.Sprintf(" (tick %d after boot)", d.StartTicks)
 	}
 	return []string{
-		fmt.Sprintf("PID %d: %s", pid, strconv.Quote(cmdline)),
-		fmt.Sprintf("    container %s of pod %s (uid %s)", str("containerID"), pod, str("podUID")),
+		fmt.Sprintf("PID %d: %s", d.PID, strconv.Quote(d.Cmdline)),
+		fmt.Sprintf("    container %s of pod %s (uid %s)", or(d.ContainerID), pod, or(d.PodUID)),
 		fmt.Sprintf("    holds port %s; started %s", port, started),
 	}
 }
@@ -404,20 +407,6 @@ func pluralWord(n int, one, many string) string {
 	return many
 }
 
-func number(v any) (uint64, bool) {
-	switch n := v.(type) {
-	case float64:
-		if n < 0 {
-			return 0, false
-		}
-		return uint64(n), true
-	case int:
-		return uint64(n), n >= 0
-	case uint64:
-		return n, true
-	}
-	return 0, false
-}
 
 func validChecks(list []string) ([]string, error) {
 	var out []string

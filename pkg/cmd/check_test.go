@@ -324,18 +324,21 @@ func TestPlanNodeFixes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	steps := planNodeFixes(rep, true, true)
+	steps, err := planNodeFixes(rep, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(steps) != 2 || strings.Join(steps[1].Args, " ") != "--conntrack-max=786432 --persist-dir=/etc/sysctl.d" || strings.Join(steps[0].Args, " ") != "--bridge-up=cbr0" {
 		t.Errorf("steps %+v", steps)
 	}
 	rep, _ = kube.ParseHelperReport([]byte(lines(helloLine, staleFail, doneLine)))
-	if k := planKills(rep); len(k) != 1 || strings.Join(k[0].Args, " ") != "--kill=4242:123456" || k[0].Refuse != "" {
+	if k, _ := planKills(rep); len(k) != 1 || strings.Join(k[0].Args, " ") != "--kill=4242:123456" || k[0].Refuse != "" {
 		t.Errorf("kills %+v", k)
 	}
 	// No start time reported: refused, never a bare PID.
 	noStart := strings.Replace(staleFail, `"startTicks":123456,`, "", 1)
 	rep, _ = kube.ParseHelperReport([]byte(lines(helloLine, noStart, doneLine)))
-	if k := planKills(rep); len(k) != 1 || len(k[0].Args) != 0 || !strings.Contains(k[0].Refuse, "did not report when process 4242 started") {
+	if k, _ := planKills(rep); len(k) != 1 || len(k[0].Args) != 0 || !strings.Contains(k[0].Refuse, "did not report when process 4242 started") {
 		t.Errorf("kills without start %+v", k)
 	}
 }

@@ -176,7 +176,7 @@ func (o *NodeCheckOptions) Run(ctx context.Context) error {
 	}
 	cfg := nodecheck.Config{CheckArgs: o.helperArgs(), Writable: o.Fix && !o.DryRun}
 	if o.Fix {
-		cfg.Fix = o.fixer(func(rep *kube.HelperReport) []fixStep { return planNodeFixes(rep, true, true) })
+		cfg.Fix = o.fixer(func(rep *kube.HelperReport) ([]fixStep, error) { return planNodeFixes(rep, true, true) })
 	}
 	return o.run(ctx, nodes, cfg)
 }

@@ -261,7 +261,7 @@ func (o *ConntrackOptions) Run(ctx context.Context) error {
 	o.ShowTopIPs = o.Top > 0
 	cfg := nodecheck.Config{CheckArgs: []string{"--checks", "conntrack", "--top", itoa(o.Top)}, Writable: o.Fix && !o.DryRun}
 	if o.Fix {
-		cfg.Fix = o.fixer(func(rep *kube.HelperReport) []fixStep { return planNodeFixes(rep, false, true) })
+		cfg.Fix = o.fixer(func(rep *kube.HelperReport) ([]fixStep, error) { return planNodeFixes(rep, false, true) })
 	}
 	return o.run(ctx, nodes, cfg)
 }

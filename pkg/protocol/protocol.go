@@ -78,13 +78,15 @@ const (
 
 // Finding is one result of `netdiag-helper check`.
 type Finding struct {
-	Type     string         `json:"type"`
-	Check    string         `json:"check"`
-	Severity Severity       `json:"severity"`
-	Subject  string         `json:"subject"`
-	Message  string         `json:"message"`
-	Remedy   string         `json:"remedy,omitempty"`
-	Data     map[string]any `json:"data,omitempty"`
+	Type     string   `json:"type"`
+	Check    string   `json:"check"`
+	Severity Severity `json:"severity"`
+	Subject  string   `json:"subject"`
+	Message  string   `json:"message"`
+	Remedy   string   `json:"remedy,omitempty"`
+	// Data is the JSON of the check's data struct (ConntrackData,
+	// StaleData, ...); DecodeData reads it.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // Done is the last line of a check run; a stream without it was cut short.
@@ -140,10 +142,11 @@ const (
 // Action is one change `netdiag-helper fix` made to the node, or refused or
 // failed to make.
 type Action struct {
-	Type    string         `json:"type"`
-	Action  string         `json:"action"`
-	Target  string         `json:"target"`
-	Result  string         `json:"result"`
-	Message string         `json:"message"`
-	Data    map[string]any `json:"data,omitempty"`
+	Type    string `json:"type"`
+	Action  string `json:"action"`
+	Target  string `json:"target"`
+	Result  string `json:"result"`
+	Message string `json:"message"`
+	// Data is the JSON of an ActionData.
+	Data json.RawMessage `json:"data,omitempty"`
 }

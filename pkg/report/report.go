@@ -184,7 +184,7 @@ func renderTable(w io.Writer, results []NodeResult, opts Options) error {
 				fmt.Fprintf(w, "%sremedy: %s\n", indent, Escape(f.Remedy))
 			}
 			if opts.TopIPs && f.Check == "conntrack" {
-				writeTopIPs(w, indent, f.Data)
+				writeTopIPs(w, indent, f)
 			}
 		}
 		for _, a := range nr.Actions {
@@ -209,32 +209,24 @@ func renderTable(w io.Writer, results []NodeResult, opts Options) error {
 	return nil
 }
 
-// topIP is one entry of the conntrack check's data.topIPs.
-type topIP struct {
-	IP      string `json:"ip"`
-	Pod     string `json:"pod"`
-	Entries uint64 `json:"entries"`
-}
-
 // writeTopIPs writes the conntrack check's top IPs as an indented table
 // (IP, POD, ENTRIES), or why there are none.
-func writeTopIPs(w io.Writer, indent string, data map[string]any) {
-	if e, ok := data["topIPsError"].(string); ok && e != "" {
-		fmt.Fprintf(w, "%stop IPs: %s\n", indent, Escape(e))
+func writeTopIPs(w io.Writer, indent string, f protocol.Finding) {
+	var data protocol.ConntrackData
+	if err := f.DecodeData(&data); err != nil {
+		fmt.Fprintf(w, "%stop IPs: %s\n", indent, Escape(err.Error()))
 		return
 	}
-	raw, ok := data["topIPs"]
-	if !ok {
+	if data.TopIPsError != "" {
+		fmt.Fprintf(w, "%stop IPs: %s\n", indent, Escape(data.TopIPsError))
 		return
 	}
-	// The data is whatever JSON decoding (or the helper's own types)
-	// made of it: go through JSON to read it one way.
-	var top []topIP
-	if b, err := json.Marshal(raw); err != nil || json.Unmarshal(b, &top) != nil {
-		return
+	if data.TopIPsScope == "" {
+		return // not asked for
 	}
+	top := data.TopIPs
 	what := "pod IP"
-	if scope, _ := data["topIPsScope"].(string); scope == "all" {
+	if data.TopIPsScope == "all" {
 		what = "IP"
 	}
 	if len(top) == 0 {
@@ -247,7 +239,7 @@ func writeTopIPs(w io.Writer, indent string, data map[string]any) {
 		if pod == "" {
 			pod = "-"
 		}
-		rows = append(rows, []string{t.IP, pod, strconv.FormatUint(t.Entries, 10)})
+		rows = append(rows, []string{t.IP, pod, strconv.Itoa(t.Entries)})
 	}
 	widths := make([]int, 2)
 	for _, r := range rows {
