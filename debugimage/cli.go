@@ -156,23 +156,19 @@ func runCapture(args []string, s streams) error {
 	if err := capture.WriteLine(s.err, hello()); err != nil {
 		return err
 	}
-	cfg := capture.DefaultConfig()
-	cfg.Application = "netdiag-helper " + version.Version
 	fs := newFlagSet("capture", s, "capture [flags]   (pcap/pcapng on stdout, JSON lines on stderr)")
-	fs.StringVarP(&cfg.Interface, "interface", "i", cfg.Interface, "interface to capture on")
-	fs.StringVarP(&cfg.Filter, "filter", "f", "", "tcpdump (pcap-filter) expression, compiled by libpcap and attached in the kernel")
-	fs.IntVarP(&cfg.Snaplen, "snaplen", "s", cfg.Snaplen, "bytes kept of each packet")
-	fs.Int64VarP(&cfg.Count, "count", "c", 0, "stop after N packets (0: no limit)")
-	fs.DurationVar(&cfg.Duration, "duration", 0, "stop after this long, e.g. 30s (0: no limit)")
-	fs.Int64Var(&cfg.MaxBytes, "max-bytes", 0, "stop before the packet data written exceeds N bytes (0: no limit)")
-	fs.StringVar(&cfg.Format, "format", cfg.Format, "output format: pcap or pcapng")
-	fs.StringVar(&cfg.Netns, "netns", "", "capture inside this network namespace, e.g. /proc/PID/ns/net")
-	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 0, "stop when no byte arrives on stdin for this long (0: off)")
+	req := protocol.NewCaptureFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return usageError{err.Error()}
+	}
+	cfg := capture.Config{
+		Interface: req.Interface, Filter: req.Filter, Snaplen: req.Snaplen,
+		Count: req.Count, Duration: req.Duration, MaxBytes: req.MaxBytes,
+		Format: req.Format, Netns: req.Netns, Heartbeat: req.Heartbeat,
+		Application: "netdiag-helper " + version.Version,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

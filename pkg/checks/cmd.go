@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -63,7 +62,7 @@ func flagError(enc *json.Encoder, stderr io.Writer, command string, err error) i
 	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
-	msg := strings.TrimPrefix(err.Error(), errUsage.Error()+": ")
+	msg := err.Error()
 	_ = enc.Encode(protocol.Error{Type: protocol.TypeError, Message: msg})
 	fmt.Fprintf(stderr, "netdiag-helper %s: %s\n", command, msg)
 	return 2

@@ -10,69 +10,40 @@
 package checks
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"io"
 	"net"
 	"os"
-	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
 )
 
-// Check names, in the order they run.
+// Check names, in the order they run (protocol.Checks is the registry).
 const (
-	CheckBridge    = "bridge"
-	CheckVeth      = "veth"
-	CheckARP       = "arp"
-	CheckMTU       = "mtu"
-	CheckConntrack = "conntrack"
-	CheckStale     = "stale"
+	CheckBridge    = protocol.CheckBridge
+	CheckVeth      = protocol.CheckVeth
+	CheckARP       = protocol.CheckARP
+	CheckMTU       = protocol.CheckMTU
+	CheckConntrack = protocol.CheckConntrack
+	CheckStale     = protocol.CheckStale
 )
 
 // AllChecks lists every check in the order Run runs them.
-var AllChecks = []string{CheckBridge, CheckVeth, CheckARP, CheckMTU, CheckConntrack, CheckStale}
+var AllChecks = protocol.CheckNames()
 
 // Defaults.
 const (
-	DefaultTop    = 10
-	DefaultRecent = time.Hour
+	DefaultTop    = protocol.DefaultTop
+	DefaultRecent = protocol.DefaultRecent
 	// DefaultDropSample is the gap between the conntrack check's two
 	// reads of the drop counters.
-	DefaultDropSample = time.Second
+	DefaultDropSample = protocol.DefaultDropSample
 )
 
-// PodInfo describes one pod on the node, as the plugin knows it from the API.
-// It is passed with --pods-json (a JSON array of these objects) or --pod.
-type PodInfo struct {
-	Namespace string `json:"namespace,omitempty"`
-	Name      string `json:"name,omitempty"`
-	UID       string `json:"uid,omitempty"`
-	IP        net.IP `json:"ip,omitempty"`
-	// MAC is the pod eth0's MAC when the caller knows it; the checks read
-	// the real one from the pod's network namespace when they can.
-	MAC string `json:"mac,omitempty"`
-	// Containers are the container IDs the API reports for the pod
-	// (status.containerStatuses[].containerID, with or without the
-	// "containerd://" scheme).
-	Containers []string `json:"containers,omitempty"`
-}
-
-// Label names the pod in findings: "ns/name", else its IP, else its UID.
-func (p PodInfo) Label() string {
-	switch {
-	case p.Name != "" && p.Namespace != "":
-		return p.Namespace + "/" + p.Name
-	case p.Name != "":
-		return p.Name
-	case p.IP != nil:
-		return p.IP.String()
-	default:
-		return "pod " + p.UID
-	}
-}
+// PodInfo describes one pod on the node, as the plugin knows it from the
+// API (--pods-json or --pod).
+type PodInfo = protocol.PodInfo
 
 // Config is what `netdiag-helper check` was asked to do.
 type Config struct {
@@ -139,128 +110,39 @@ type Config struct {
 	dumpConntrack func() ([]flowAddrs, error)
 }
 
-// errUsage marks errors in the command line.
-var errUsage = errors.New("usage")
-
-// checkFlags are the check's flags registered on a flag set, with what
-// they parse into; finish validates them into the Config.
-type checkFlags struct {
-	cfg      *Config
-	checks   *[]string
-	podIP    *string
-	podsJSON *string
-	pods     *[]string
-	cidrs    *[]string
-}
-
-// addCheckFlags registers the check's flags on fs, writing into cfg.
-func addCheckFlags(fs *pflag.FlagSet, cfg *Config) *checkFlags {
-	cf := &checkFlags{cfg: cfg}
-	cf.checks = fs.StringSlice("checks", nil, "checks to run: "+strings.Join(AllChecks, ",")+" (default all that apply)")
-	fs.StringVar(&cfg.Proc, "proc", "/proc", "procfs root")
-	fs.StringVar(&cfg.Sys, "sys", "/sys", "sysfs root")
-	fs.StringVar(&cfg.Kmsg, "kmsg", "/dev/kmsg", "kernel log to scan (/dev/kmsg or a file of kmsg records or dmesg lines)")
-	fs.StringVar(&cfg.HostRoot, "host-root", "", "the node's root filesystem, for runtime sockets (default /host when it exists, else /)")
-	fs.StringVar(&cfg.NetNS, "netns", "", "network namespace file of the node's network (default: the current one)")
-	fs.StringVar(&cfg.Bridge, "bridge", "", "pod bridge (default: auto-detect cbr0, cni0, docker0, then any bridge)")
-	cf.podIP = fs.String("pod-ip", "", "IP of the pod to check")
-	fs.StringVar(&cfg.PodUID, "pod-uid", "", "UID of the pod to check")
-	fs.IntVar(&cfg.Port, "port", 0, "port whose holder the stale check names")
-	fs.IntVar(&cfg.ExpectedMTU, "expected-mtu", 0, "pod MTU the network should have (default: uplink MTU minus overlay overhead)")
-	fs.StringSliceVar(&cfg.KnownContainers, "known-containers", nil, "container IDs the API reports for the pod")
-	cf.podsJSON = fs.String("pods-json", "", `file with a JSON array of the node's pods ({"namespace","name","uid","ip","mac","containers"}); "-" reads standard input`)
-	cf.pods = fs.StringArray("pod", nil, "a pod on the node as NAMESPACE/NAME,UID,IP[,MAC] (repeatable)")
-	cf.cidrs = fs.StringSlice("pod-cidr", nil, "pod CIDRs scoping the conntrack top-IP list (default: the bridge's subnets)")
-	fs.StringVar(&cfg.RuntimeEndpoint, "runtime-endpoint", "", "CRI socket (node path below --host-root, or unix:///path; default: containerd's, CRI-O's, k3s', microk8s' and cri-dockerd's sockets)")
-	fs.IntVar(&cfg.Top, "top", DefaultTop, "how many IPs the conntrack check lists by entries (0: skip the table dump)")
-	fs.DurationVar(&cfg.Recent, "recent", DefaultRecent, `how recent a "table full" kernel message must be to make the conntrack check warn`)
-	fs.DurationVar(&cfg.DropSample, "drop-sample", DefaultDropSample, "how long the conntrack check watches the per-CPU drop counters (at most 10s; 0: read them once)")
-	return cf
-}
-
 // parseFlags turns `netdiag-helper check` arguments into a Config; a
 // --pods-json of "-" is read from stdin.
 func parseFlags(args []string, stdin io.Reader, usage io.Writer) (Config, error) {
-	cfg := Config{}
-	fs := pflag.NewFlagSet("netdiag-helper check", pflag.ContinueOnError)
-	fs.SetOutput(usage)
-	cf := addCheckFlags(fs, &cfg)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return Config{}, err
-		}
-		return Config{}, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	if err := cf.finish(stdin); err != nil {
+	req, err := protocol.ParseCheckRequest(args, stdin, usage)
+	if err != nil {
 		return Config{}, err
 	}
-	return cfg, nil
+	return ConfigFrom(req)
 }
 
-// finish validates the parsed check flags and fills cf.cfg.
-func (cf *checkFlags) finish(stdin io.Reader) error {
-	cfg := cf.cfg
-	for _, c := range *cf.checks {
-		c = strings.TrimSpace(c)
-		if c == "" {
-			continue
-		}
-		if !isCheck(c) {
-			return fmt.Errorf("%w: --checks: unknown check %q (known: %s)", errUsage, c, strings.Join(AllChecks, ","))
-		}
-		cfg.Checks = append(cfg.Checks, c)
+// ConfigFrom turns a parsed request into the engine's Config: addresses
+// parsed, the host root found (/host when it exists, else /).
+func ConfigFrom(req protocol.CheckRequest) (Config, error) {
+	cfg := Config{
+		Proc: req.Proc, Sys: req.Sys, Kmsg: req.Kmsg, HostRoot: req.HostRoot, NetNS: req.NetNS,
+		Checks: req.Checks, Bridge: req.Bridge, PodUID: req.PodUID, Port: req.Port,
+		ExpectedMTU: req.ExpectedMTU, KnownContainers: req.KnownContainers, Pods: req.Pods,
+		RuntimeEndpoint: req.RuntimeEndpoint, Top: req.Top, Recent: req.Recent, DropSample: req.DropSample,
 	}
-	if *cf.podIP != "" {
-		cfg.PodIP = net.ParseIP(*cf.podIP)
-		if cfg.PodIP == nil {
-			return fmt.Errorf("%w: --pod-ip %q is not an IP address", errUsage, *cf.podIP)
+	if req.PodIP != "" {
+		if cfg.PodIP = net.ParseIP(req.PodIP); cfg.PodIP == nil {
+			return Config{}, &protocol.UsageError{Msg: fmt.Sprintf("--pod-ip %q is not an IP address", req.PodIP)}
 		}
 	}
-	if cfg.Port < 0 || cfg.Port > 65535 {
-		return fmt.Errorf("%w: --port %d is not a port", errUsage, cfg.Port)
-	}
-	if cfg.ExpectedMTU < 0 {
-		return fmt.Errorf("%w: --expected-mtu must not be negative", errUsage)
-	}
-	if cfg.Top < 0 {
-		return fmt.Errorf("%w: --top must not be negative", errUsage)
-	}
-	switch {
-	case cfg.DropSample < 0 || cfg.DropSample > 10*time.Second:
-		return fmt.Errorf("%w: --drop-sample must be between 0 and 10s, got %s", errUsage, cfg.DropSample)
-	case cfg.DropSample == 0:
-		cfg.DropSample = -1 // read once
-	}
-	if *cf.podsJSON != "" {
-		var r io.Reader = stdin
-		if *cf.podsJSON != "-" {
-			f, err := os.Open(*cf.podsJSON)
-			if err != nil {
-				return fmt.Errorf("%w: --pods-json: %v", errUsage, err)
-			}
-			defer f.Close()
-			r = f
-		}
-		if err := json.NewDecoder(r).Decode(&cfg.Pods); err != nil {
-			return fmt.Errorf("%w: --pods-json: not a JSON array of pods: %v", errUsage, err)
-		}
-	}
-	for _, p := range *cf.pods {
-		pi, err := parsePodFlag(p)
+	for _, c := range req.PodCIDRs {
+		_, n, err := net.ParseCIDR(c)
 		if err != nil {
-			return fmt.Errorf("%w: --pod %q: %v", errUsage, p, err)
-		}
-		cfg.Pods = append(cfg.Pods, pi)
-	}
-	for _, c := range *cf.cidrs {
-		_, n, err := net.ParseCIDR(strings.TrimSpace(c))
-		if err != nil {
-			return fmt.Errorf("%w: --pod-cidr %q is not a CIDR", errUsage, c)
+			return Config{}, &protocol.UsageError{Msg: fmt.Sprintf("--pod-cidr %q is not a CIDR", c)}
 		}
 		cfg.PodCIDRs = append(cfg.PodCIDRs, n)
+	}
+	if cfg.DropSample == 0 {
+		cfg.DropSample = -1 // read once
 	}
 	if cfg.HostRoot == "" {
 		cfg.HostRoot = "/"
@@ -268,48 +150,7 @@ func (cf *checkFlags) finish(stdin io.Reader) error {
 			cfg.HostRoot = "/host"
 		}
 	}
-	return nil
-}
-
-// parsePodFlag parses NAMESPACE/NAME,UID,IP[,MAC]; empty fields are allowed
-// (",UID," names a pod by UID alone).
-func parsePodFlag(s string) (PodInfo, error) {
-	f := strings.Split(s, ",")
-	if len(f) < 3 || len(f) > 4 {
-		return PodInfo{}, fmt.Errorf("want NAMESPACE/NAME,UID,IP[,MAC]")
-	}
-	var p PodInfo
-	if f[0] != "" {
-		ns, name, ok := strings.Cut(f[0], "/")
-		if !ok {
-			return PodInfo{}, fmt.Errorf("want NAMESPACE/NAME first")
-		}
-		p.Namespace, p.Name = ns, name
-	}
-	p.UID = f[1]
-	if f[2] != "" {
-		p.IP = net.ParseIP(f[2])
-		if p.IP == nil {
-			return PodInfo{}, fmt.Errorf("%q is not an IP address", f[2])
-		}
-	}
-	if len(f) == 4 && f[3] != "" {
-		mac, err := net.ParseMAC(f[3])
-		if err != nil {
-			return PodInfo{}, fmt.Errorf("%q is not a MAC address", f[3])
-		}
-		p.MAC = mac.String()
-	}
-	return p, nil
-}
-
-func isCheck(name string) bool {
-	for _, c := range AllChecks {
-		if c == name {
-			return true
-		}
-	}
-	return false
+	return cfg, nil
 }
 
 // withDefaults fills what a Config built by hand (tests) leaves empty.

@@ -17,18 +17,17 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/pflag"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
 
 // ConntrackPersistFile is the file `fix --conntrack-max` writes in
 // --persist-dir.
-const ConntrackPersistFile = "90-netdiag-conntrack.conf"
+const ConntrackPersistFile = protocol.ConntrackPersistFile
 
 // DefaultKillGrace is how long `fix --kill` waits after SIGTERM before
 // SIGKILL.
-const DefaultKillGrace = 5 * time.Second
+const DefaultKillGrace = protocol.DefaultKillGrace
 
 // FixConfig is what `netdiag-helper fix` was asked to do. The check flags
 // (--proc, --host-root, --pod-uid, --known-containers, --runtime-endpoint,
@@ -48,77 +47,27 @@ type FixConfig struct {
 	Check     Config
 }
 
-// parseKillList parses --kill: PID[:STARTTICKS],...
-func parseKillList(v string) ([]int, map[int]uint64, error) {
-	var pids []int
-	starts := map[int]uint64{}
-	for _, s := range strings.Split(v, ",") {
-		s = strings.TrimSpace(s)
-		p, st, hasStart := strings.Cut(s, ":")
-		pid, err := strconv.Atoi(p)
-		if err != nil || pid <= 1 {
-			return nil, nil, fmt.Errorf("--kill: %q is not a PID (want PID[:STARTTICKS],...)", s)
-		}
-		if hasStart {
-			n, err := strconv.ParseUint(st, 10, 64)
-			if err != nil || n == 0 {
-				return nil, nil, fmt.Errorf("--kill: %q: the start time after the colon must be the clock ticks the stale check reports in data.startTicks", s)
-			}
-			starts[pid] = n
-		}
-		pids = append(pids, pid)
-	}
-	return pids, starts, nil
-}
-
 func parseFixFlags(args []string, stdin io.Reader, usage io.Writer) (FixConfig, error) {
-	cfg := FixConfig{Grace: DefaultKillGrace}
-	fs := pflag.NewFlagSet("netdiag-helper fix", pflag.ContinueOnError)
-	fs.SetOutput(usage)
-	fs.StringVar(&cfg.BridgeUp, "bridge-up", "", "bring this bridge up")
-	fs.Uint64Var(&cfg.ConntrackMax, "conntrack-max", 0, "set net.netfilter.nf_conntrack_max to N (never lowers it)")
-	fs.StringVar(&cfg.PersistDir, "persist-dir", "", "also persist --conntrack-max in DIR/"+ConntrackPersistFile+" (a node path, below --host-root)")
-	kill := fs.String("kill", "", "end these processes, PID:STARTTICKS,... (the start time the stale check reported), each only if the stale check confirms it is a stale process of --pod-uid started then")
-	fs.DurationVar(&cfg.Grace, "grace", cfg.Grace, "how long to wait after SIGTERM before SIGKILL")
-	var check Config
-	cf := addCheckFlags(fs, &check)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return FixConfig{}, err
-		}
-		return FixConfig{}, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return FixConfig{}, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	if *kill != "" {
-		pids, starts, err := parseKillList(*kill)
-		if err != nil {
-			return FixConfig{}, fmt.Errorf("%w: %v", errUsage, err)
-		}
-		cfg.Kill, cfg.KillStart = pids, starts
-	}
-	if cfg.BridgeUp == "" && cfg.ConntrackMax == 0 && len(cfg.Kill) == 0 {
-		return FixConfig{}, fmt.Errorf("%w: nothing to do: give --bridge-up, --conntrack-max or --kill", errUsage)
-	}
-	if cfg.PersistDir != "" {
-		if cfg.ConntrackMax == 0 {
-			return FixConfig{}, fmt.Errorf("%w: --persist-dir goes with --conntrack-max", errUsage)
-		}
-		if !filepath.IsAbs(cfg.PersistDir) || filepath.Clean(cfg.PersistDir) != cfg.PersistDir || strings.Contains(cfg.PersistDir, "..") {
-			return FixConfig{}, fmt.Errorf("%w: --persist-dir must be a clean absolute path, got %q", errUsage, cfg.PersistDir)
-		}
-	}
-	if cfg.Grace < 0 {
-		return FixConfig{}, fmt.Errorf("%w: --grace must not be negative", errUsage)
-	}
-	if err := cf.finish(stdin); err != nil {
+	req, err := protocol.ParseFixRequest(args, stdin, usage)
+	if err != nil {
 		return FixConfig{}, err
 	}
-	if len(cfg.Kill) > 0 && check.PodUID == "" {
-		return FixConfig{}, fmt.Errorf("%w: --kill needs --pod-uid: only stale processes of that pod are ended", errUsage)
+	return FixConfigFrom(req)
+}
+
+// FixConfigFrom turns a parsed fix request into the engine's FixConfig.
+func FixConfigFrom(req protocol.FixRequest) (FixConfig, error) {
+	check, err := ConfigFrom(req.Check)
+	if err != nil {
+		return FixConfig{}, err
 	}
-	cfg.Check = check
+	cfg := FixConfig{BridgeUp: req.BridgeUp, ConntrackMax: req.ConntrackMax, PersistDir: req.PersistDir, Grace: req.Grace, Check: check, KillStart: map[int]uint64{}}
+	for _, k := range req.Kill {
+		cfg.Kill = append(cfg.Kill, k.PID)
+		if k.StartTicks > 0 {
+			cfg.KillStart[k.PID] = k.StartTicks
+		}
+	}
 	return cfg, nil
 }
 

@@ -233,18 +233,18 @@ func TestParseSocketLink(t *testing.T) {
 }
 
 func TestParsePodFlagAndJSON(t *testing.T) {
-	p, err := parsePodFlag("default/redis-0," + fixtureUID + ",10.244.0.5,02:42:ac:11:00:02")
+	cfg, err := parseFlags([]string{"--pod", "default/redis-0," + fixtureUID + ",10.244.0.5,02:42:ac:11:00:02"}, nil, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Label() != "default/redis-0" || p.UID != fixtureUID || p.IP.String() != "10.244.0.5" || p.MAC != "02:42:ac:11:00:02" {
+	if p := cfg.Pods[0]; p.Label() != "default/redis-0" || p.UID != fixtureUID || p.IP.String() != "10.244.0.5" || p.MAC != "02:42:ac:11:00:02" {
 		t.Errorf("got %+v", p)
 	}
-	if _, err := parsePodFlag("redis-0,uid"); err == nil {
+	if _, err := parseFlags([]string{"--pod", "redis-0,uid"}, nil, &bytes.Buffer{}); err == nil {
 		t.Error("a short --pod parsed")
 	}
 	in := `[{"namespace":"default","name":"web","uid":"` + fixtureUID + `","ip":"10.244.0.7","containers":["containerd://` + fixtureCID + `"]}]`
-	cfg, err := parseFlags([]string{"--pods-json", "-", "--checks", "arp,stale", "--pod-ip", "10.244.0.7"}, strings.NewReader(in), &bytes.Buffer{})
+	cfg, err = parseFlags([]string{"--pods-json", "-", "--checks", "arp,stale", "--pod-ip", "10.244.0.7"}, strings.NewReader(in), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/filter"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/podcapture"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/remotecapture"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/target"
 )
 
@@ -496,7 +496,7 @@ func (o *CaptureOptions) abandon(sig string) {
 		case err != nil:
 			msg += "; " + err.Error()
 		case kept:
-			msg += fmt.Sprintf("; %s keeps the %s written so far (its last packet may be cut)", f.path, podcapture.HumanBytes(uint64(n)))
+			msg += fmt.Sprintf("; %s keeps the %s written so far (its last packet may be cut)", f.path, remotecapture.HumanBytes(uint64(n)))
 		}
 	}
 	fmt.Fprintln(o.ErrOut, msg)
@@ -544,7 +544,7 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 		o.file.Store(file)
 		return file, nil
 	}
-	cfg := podcapture.Config{
+	cfg := remotecapture.Config{
 		Pod:         o.Target.Name,
 		Namespace:   o.Namespace,
 		Container:   o.Container,
@@ -566,8 +566,8 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 	if o.Target.Kind == target.KindNode {
 		cfg.Pod, cfg.Node = "", o.Target.Name
 	}
-	deps := podcapture.Deps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, ErrOut: o.ErrOut}
-	res, err := podcapture.Run(ctx, deps, cfg)
+	deps := remotecapture.Deps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, ErrOut: o.ErrOut}
+	res, err := remotecapture.Run(ctx, deps, cfg)
 	if res.Interrupted {
 		if by, _ := o.stoppedBy.Load().(string); by != "" {
 			res.InterruptedBy = by
@@ -583,11 +583,11 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 			err = ferr
 		case ferr != nil:
 			err = fmt.Errorf("%w; %v", err, ferr)
-		case err != nil && kept && !errors.As(err, new(*podcapture.CutShortError)):
-			err = fmt.Errorf("%w; the %s received before that are saved in %s", err, podcapture.HumanBytes(uint64(n)), o.Output)
+		case err != nil && kept && !errors.As(err, new(*remotecapture.CutShortError)):
+			err = fmt.Errorf("%w; the %s received before that are saved in %s", err, remotecapture.HumanBytes(uint64(n)), o.Output)
 		}
 	}
-	if res.Reported && (err == nil || errors.As(err, new(*podcapture.CutShortError))) {
+	if res.Reported && (err == nil || errors.As(err, new(*remotecapture.CutShortError))) {
 		fmt.Fprintln(o.ErrOut, res.Summary(outputName))
 	}
 	return err

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +23,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/nodeops"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/report"
 )
 
@@ -170,9 +174,11 @@ func TestNodeCheckFlow(t *testing.T) {
 	if len(c.deleted) != 1 || c.deleted[0] != p.Name {
 		t.Errorf("deleted %v, want [%s]", c.deleted, p.Name)
 	}
-	want := "/netdiag-helper check --checks bridge,conntrack --top 10 --pods-json -"
-	if got := strings.Join(ex.calls[0].Cmd, " "); got != want {
-		t.Errorf("exec:\n got %s\nwant %s", got, want)
+	want := protocol.DefaultCheckRequest()
+	want.Checks = []string{"bridge", "conntrack"}
+	want.Pods = parseCheck(t, ex.calls[0]).Pods
+	if d := cmp.Diff(want, parseCheck(t, ex.calls[0])); d != "" {
+		t.Errorf("check request (-want +got):\n%s", d)
 	}
 	var pods []map[string]any
 	if err := json.Unmarshal([]byte(ex.calls[0].Stdin), &pods); err != nil || len(pods) != 1 || pods[0]["name"] != "web" || pods[0]["uid"] != "1111-2222" || pods[0]["ip"] != "10.244.0.7" {
@@ -298,8 +304,8 @@ func TestFixConfirmation(t *testing.T) {
 			}
 			if tt.fixRuns {
 				ms := c.created[0].Spec.Containers[0].VolumeMounts
-				if !ms[0].ReadOnly || len(ms) != 2 || ms[1].MountPath != "/host"+ConntrackPersistDir || ms[1].ReadOnly {
-					t.Errorf("--fix needs / read-only and only %s writable: %+v", ConntrackPersistDir, ms)
+				if !ms[0].ReadOnly || len(ms) != 2 || ms[1].MountPath != "/host"+nodeops.ConntrackPersistDir || ms[1].ReadOnly {
+					t.Errorf("--fix needs / read-only and only %s writable: %+v", nodeops.ConntrackPersistDir, ms)
 				}
 				var fixCmd []string
 				for _, cl := range ex.calls {
@@ -307,8 +313,8 @@ func TestFixConfirmation(t *testing.T) {
 						fixCmd = cl.Cmd
 					}
 				}
-				if got := strings.Join(fixCmd, " "); !strings.HasPrefix(got, "/netdiag-helper fix --bridge-up=cbr0 --top 10 --pods-json -") {
-					t.Errorf("fix exec: %s", got)
+				if fix := parseFix(t, fixCmd); fix.BridgeUp != "cbr0" || fix.ConntrackMax != 0 || len(fix.Kill) != 0 || fix.Check.Top != 10 || fix.Check.Pods == nil {
+					t.Errorf("fix exec: %q", fixCmd)
 				}
 			}
 			if tt.terminal && !strings.Contains(errOut.String(), "On node node-1: bring bridge cbr0 up? [y/N] ") {
@@ -316,30 +322,6 @@ func TestFixConfirmation(t *testing.T) {
 			}
 			_ = o
 		})
-	}
-}
-
-func TestPlanNodeFixes(t *testing.T) {
-	rep, err := kube.ParseHelperReport([]byte(lines(helloLine, bridgeDown, conntrackHot, doneLine)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	steps, err := planNodeFixes(rep, true, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(steps) != 2 || strings.Join(steps[1].Args, " ") != "--conntrack-max=786432 --persist-dir=/etc/sysctl.d" || strings.Join(steps[0].Args, " ") != "--bridge-up=cbr0" {
-		t.Errorf("steps %+v", steps)
-	}
-	rep, _ = kube.ParseHelperReport([]byte(lines(helloLine, staleFail, doneLine)))
-	if k, _ := planKills(rep); len(k) != 1 || strings.Join(k[0].Args, " ") != "--kill=4242:123456" || k[0].Refuse != "" {
-		t.Errorf("kills %+v", k)
-	}
-	// No start time reported: refused, never a bare PID.
-	noStart := strings.Replace(staleFail, `"startTicks":123456,`, "", 1)
-	rep, _ = kube.ParseHelperReport([]byte(lines(helloLine, noStart, doneLine)))
-	if k, _ := planKills(rep); len(k) != 1 || len(k[0].Args) != 0 || !strings.Contains(k[0].Refuse, "did not report when process 4242 started") {
-		t.Errorf("kills without start %+v", k)
 	}
 }
 
@@ -371,12 +353,15 @@ func TestStaleKillFlow(t *testing.T) {
 	if c.created[0].Namespace != "shop" {
 		t.Errorf("node pod in %s", c.created[0].Namespace)
 	}
-	check := strings.Join(ex.calls[0].Cmd, " ")
-	if check != "/netdiag-helper check --checks stale --pod-uid 1111-2222 --pod-ip 10.244.0.7 --known-containers containerd://abc --port 8081 --pods-json -" {
-		t.Errorf("check exec: %s", check)
+	check := parseCheck(t, ex.calls[0])
+	want := protocol.DefaultCheckRequest()
+	want.Checks, want.PodUID, want.PodIP, want.KnownContainers, want.Port, want.Pods = []string{"stale"}, "1111-2222", "10.244.0.7", []string{"containerd://abc"}, 8081, check.Pods
+	if d := cmp.Diff(want, check); d != "" {
+		t.Errorf("check request (-want +got):\n%s", d)
 	}
-	if fix := strings.Join(ex.calls[1].Cmd, " "); !strings.HasPrefix(fix, "/netdiag-helper fix --kill=4242:123456 --checks stale --pod-uid 1111-2222") {
-		t.Errorf("fix exec: %s", fix)
+	fix := parseFix(t, ex.calls[1].Cmd)
+	if d := cmp.Diff([]protocol.KillTarget{{PID: 4242, StartTicks: 123456}}, fix.Kill); d != "" || fix.Check.PodUID != "1111-2222" || fix.BridgeUp != "" {
+		t.Errorf("fix exec %q: kills (-want +got):\n%s", ex.calls[1].Cmd, d)
 	}
 	var r report.Report
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil || len(r.Actions) != 1 || r.Actions[0].Node != "node-1" || r.Actions[0].Result != "done" {
@@ -396,8 +381,8 @@ func TestPodCheckDefaultPort(t *testing.T) {
 	if err := o.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(ex.calls[0].Cmd, " "); !strings.Contains(got, "--port 8080") || strings.Contains(got, "--checks") {
-		t.Errorf("exec: %s", got)
+	if got := parseCheck(t, ex.calls[0]); got.Port != 8080 || len(got.Checks) != 0 {
+		t.Errorf("exec: %q", ex.calls[0].Cmd)
 	}
 }
 
@@ -475,8 +460,8 @@ func TestConntrackTopInTable(t *testing.T) {
 	if err := o.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(ex.calls[0].Cmd, " "); got != "/netdiag-helper check --checks conntrack --top 3 --pods-json -" {
-		t.Errorf("exec: %s", got)
+	if got := parseCheck(t, ex.calls[0]); strings.Join(got.Checks, ",") != "conntrack" || got.Top != 3 || got.Pods == nil {
+		t.Errorf("exec: %q", ex.calls[0].Cmd)
 	}
 	want := `NODE node-1
 CHECK      SEVERITY  SUBJECT  MESSAGE
@@ -596,4 +581,31 @@ func TestNodeFixArgsKeepValues(t *testing.T) {
 	if !strings.HasPrefix(got, "/netdiag-helper fix --bridge-up=cbr0 --bridge=--persist-dir=/etc ") {
 		t.Errorf("fix exec: %s", got)
 	}
+}
+
+// parseCheck is the helper's reading of a check exec: the contract, not
+// the spelling of the command line.
+func parseCheck(t *testing.T, c call) protocol.CheckRequest {
+	t.Helper()
+	if len(c.Cmd) < 2 || c.Cmd[0] != kube.HelperPath || c.Cmd[1] != "check" {
+		t.Fatalf("not a helper check: %q", c.Cmd)
+	}
+	r, err := protocol.ParseCheckRequest(c.Cmd[2:], strings.NewReader(c.Stdin), nil)
+	if err != nil {
+		t.Fatalf("the helper refuses %q: %v", c.Cmd, err)
+	}
+	return r
+}
+
+// parseFix is the helper's reading of a fix exec.
+func parseFix(t *testing.T, cmd []string) protocol.FixRequest {
+	t.Helper()
+	if len(cmd) < 2 || cmd[0] != kube.HelperPath || cmd[1] != "fix" {
+		t.Fatalf("not a helper fix: %q", cmd)
+	}
+	r, err := protocol.ParseFixRequest(cmd[2:], strings.NewReader("[]"), nil)
+	if err != nil {
+		t.Fatalf("the helper refuses %q: %v", cmd, err)
+	}
+	return r
 }

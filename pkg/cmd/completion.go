@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/report"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/target"
 )
@@ -535,7 +536,7 @@ func completeChecks(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Co
 		named[strings.TrimSpace(c)] = true
 	}
 	var out []cobra.Completion
-	for _, c := range knownChecks {
+	for _, c := range protocol.CheckNames() {
 		if !named[c] && strings.HasPrefix(c, last) {
 			out = append(out, done+c)
 		}

@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
 
 // testKubeconfig: current context dev (namespace shop), servers that do not
@@ -169,7 +171,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"stale", "--image-pull-policy", ""}, []string{"Always", "IfNotPresent", "Never"}, noFile},
 		{[]string{"capture", "--image-pull-policy", "N"}, []string{"Never"}, noFile},
 		{[]string{"capture", "--format", ""}, []string{"pcap", "pcapng"}, noFile},
-		{[]string{"node", "check", "--checks", ""}, knownChecks, noFileNoSpace},
+		{[]string{"node", "check", "--checks", ""}, protocol.CheckNames(), noFileNoSpace},
 		{[]string{"pod", "check", "--checks", "bridge,v"}, []string{"bridge,veth"}, noFileNoSpace},
 		{[]string{"pod", "check", "--checks=veth,"}, []string{"veth,bridge", "veth,arp", "veth,mtu", "veth,conntrack", "veth,stale"}, noFileNoSpace},
 		{[]string{"capture", "pod/web-0", "-c", ""}, []string{"app", "sidecar"}, noFile},

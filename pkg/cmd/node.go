@@ -8,8 +8,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/nodecheck"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/nodeops"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
 
 var nodeCheckExample = `  # Every check on one node: bridge, veths, ARP, MTU, conntrack, stale processes
@@ -102,7 +102,7 @@ func (o *NodeCheckOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.BoolVar(&o.All, "all", o.All, "check every node")
 	f.StringVarP(&o.Selector, "selector", "l", o.Selector, "check the nodes with these labels, e.g. -l pool=x")
-	f.StringSliceVar(&o.Checks, "checks", o.Checks, "checks to run: bridge,veth,arp,mtu,conntrack,stale (default: all)")
+	f.StringSliceVar(&o.Checks, "checks", o.Checks, protocol.ChecksFlagUsage("all"))
 	f.IntVar(&o.MaxConcurrency, "max-concurrency", o.MaxConcurrency, "how many nodes to check at once")
 	f.BoolVar(&o.Fix, "fix", o.Fix, "bring a down bridge up and raise nf_conntrack_max to the recommended value")
 	f.StringVar(&o.Bridge, "bridge", o.Bridge, "the pod bridge (default: auto-detect cbr0, cni0, docker0, ...)")
@@ -131,7 +131,7 @@ func (o *NodeCheckOptions) Validate() error {
 	if n != 1 {
 		return fmt.Errorf("name nodes, or use --all or -l SELECTOR (exactly one of them), e.g. kubectl netdiag node check NODE")
 	}
-	checks, err := validChecks(o.Checks)
+	checks, err := protocol.ParseCheckList(o.Checks)
 	if err != nil {
 		return err
 	}
@@ -149,20 +149,14 @@ func (o *NodeCheckOptions) Validate() error {
 	return o.validate(flag)
 }
 
-// helperArgs are the check flags for the helper.
-func (o *NodeCheckOptions) helperArgs() []string {
-	var args []string
-	if len(o.Checks) > 0 {
-		args = append(args, "--checks", joinComma(o.Checks))
-	}
-	if o.Bridge != "" {
-		args = append(args, flagArg("bridge", o.Bridge))
-	}
-	if o.ExpectedMTU > 0 {
-		args = append(args, "--expected-mtu", itoa(o.ExpectedMTU))
-	}
-	args = append(args, "--top", itoa(o.Top))
-	return args
+// request is the helper's check request.
+func (o *NodeCheckOptions) request() protocol.CheckRequest {
+	r := protocol.DefaultCheckRequest()
+	r.Checks = o.Checks
+	r.Bridge = o.Bridge
+	r.ExpectedMTU = o.ExpectedMTU
+	r.Top = o.Top
+	return r
 }
 
 // Run checks the nodes.
@@ -170,13 +164,13 @@ func (o *NodeCheckOptions) Run(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	nodes, err := nodeNames(ctx, o.Client, o.Args, o.All, o.Selector)
+	nodes, err := nodeops.NodeNames(ctx, o.Client, o.Args, o.Selector)
 	if err != nil {
 		return err
 	}
-	cfg := nodecheck.Config{CheckArgs: o.helperArgs(), Writable: o.Fix && !o.DryRun}
+	cfg := nodeops.Config{Check: o.request(), Writable: o.Fix && !o.DryRun}
 	if o.Fix {
-		cfg.Fix = o.fixer(func(rep *kube.HelperReport) ([]fixStep, error) { return planNodeFixes(rep, true, true) })
+		cfg.Fix = o.fixer(nodeops.PlanNodeFixes(true, true))
 	}
 	return o.run(ctx, nodes, cfg)
 }

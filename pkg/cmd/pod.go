@@ -8,8 +8,8 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/nodecheck"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/nodeops"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/target"
 )
 
@@ -57,7 +57,7 @@ check reported fail, 1 on error.`,
 		RunE: o.runE,
 	}
 	o.addFlags(check, "")
-	check.Flags().StringSliceVar(&o.Checks, "checks", o.Checks, "checks to run: bridge,veth,arp,mtu,conntrack,stale (default: all)")
+	check.Flags().StringSliceVar(&o.Checks, "checks", o.Checks, protocol.ChecksFlagUsage("all"))
 	check.Flags().IntVar(&o.Port, "port", o.Port, "port whose holder the stale check names (default: the pod's first containerPort)")
 	cmd.AddCommand(check)
 	return cmd
@@ -137,7 +137,7 @@ func (o *PodCheckOptions) Complete(args []string) error {
 
 // Validate checks the flags.
 func (o *PodCheckOptions) Validate() error {
-	checks, err := validChecks(o.Checks)
+	checks, err := protocol.ParseCheckList(o.Checks)
 	if err != nil {
 		return err
 	}
@@ -157,29 +157,18 @@ func (o *PodCheckOptions) Run(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	port := o.Port
-	scope, err := resolvePod(ctx, o.Client, o.Namespace, o.Target.Name, 0)
+	scope, err := nodeops.ResolvePod(ctx, o.Client, o.Namespace, o.Target.Name, o.Port)
 	if err != nil {
 		return err
 	}
-	if port == 0 {
-		port = firstContainerPort(scope.Pod)
-	}
-	args := []string{}
-	checks := o.Checks
+	req := scope.Check
+	req.Checks = o.Checks
 	if len(o.FixedChecks) > 0 {
-		checks = o.FixedChecks
+		req.Checks = o.FixedChecks
 	}
-	if len(checks) > 0 {
-		args = append(args, "--checks", joinComma(checks))
-	}
-	args = append(args, scope.Args...)
-	if port > 0 {
-		args = append(args, "--port", itoa(port))
-	}
-	cfg := nodecheck.Config{CheckArgs: args, Pods: onlyPod(scope)}
+	cfg := nodeops.Config{Check: req, Pods: scope.OnlyPod}
 	if o.Kill {
-		cfg.Fix = o.fixer(planKills)
+		cfg.Fix = o.fixer(nodeops.PlanKills)
 	}
 	return o.run(ctx, []string{scope.Node}, cfg)
 }
@@ -253,15 +242,18 @@ func (o *ConntrackOptions) Run(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	nodes, err := nodeNames(ctx, o.Client, []string{o.Target.String()}, false, "")
+	nodes, err := nodeops.NodeNames(ctx, o.Client, []string{o.Target.String()}, "")
 	if err != nil {
 		return err
 	}
 	// The top IPs are what this command is for: the table lists them.
 	o.ShowTopIPs = o.Top > 0
-	cfg := nodecheck.Config{CheckArgs: []string{"--checks", "conntrack", "--top", itoa(o.Top)}, Writable: o.Fix && !o.DryRun}
+	req := protocol.DefaultCheckRequest()
+	req.Checks = []string{protocol.CheckConntrack}
+	req.Top = o.Top
+	cfg := nodeops.Config{Check: req, Writable: o.Fix && !o.DryRun}
 	if o.Fix {
-		cfg.Fix = o.fixer(func(rep *kube.HelperReport) ([]fixStep, error) { return planNodeFixes(rep, false, true) })
+		cfg.Fix = o.fixer(nodeops.PlanNodeFixes(false, true))
 	}
 	return o.run(ctx, nodes, cfg)
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/nodeops"
 	"io"
 	"os"
 	"slices"
@@ -31,14 +32,7 @@ const (
 var Formats = []string{"table", "json", "yaml"}
 
 // NodeResult is what one node's run produced.
-type NodeResult struct {
-	Node     string
-	Findings []protocol.Finding
-	Actions  []protocol.Action
-	// Err is set when the run on the node failed (findings may still be
-	// partial).
-	Err error
-}
+type NodeResult = nodeops.Result
 
 // Finding is a finding with the node it was found on.
 type Finding struct {

@@ -1,10 +1,11 @@
-// Package podcapture is the plugin side of a pod capture: it checks the pod,
-// injects (or reuses) the netdiag ephemeral container, runs
-// `netdiag-helper capture` in it over exec, streams the pcap into the output
-// and reports what was captured.
+// Package remotecapture is the plugin's capture engine: it runs
+// `netdiag-helper capture` where the packets are and streams the pcap back
+// over exec into the output. A pod capture injects (or reuses) the netdiag
+// ephemeral container in the pod; a node capture runs in a node-debug pod,
+// deleted at the end. It reports what was captured.
 //
 // (pkg/capture is the helper's engine; this package never runs in the pod.)
-package podcapture
+package remotecapture
 
 import (
 	"bytes"
@@ -19,7 +20,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
@@ -201,38 +201,27 @@ func HumanBytes(n uint64) string {
 	return strconv.FormatFloat(v, 'f', 1, 64) + " PB"
 }
 
+// Request is the helper's capture request for cfg.
+func Request(cfg Config) protocol.CaptureRequest {
+	return protocol.CaptureRequest{
+		Interface: cfg.Interface, Filter: cfg.Filter, Snaplen: cfg.Snaplen,
+		Count: cfg.Count, Duration: cfg.Duration, MaxBytes: cfg.MaxBytes,
+		Format: cfg.Format, Heartbeat: cfg.Heartbeat,
+	}
+}
+
 // HelperArgs is the helper command line for cfg. Every value is its own
 // argument: no shell ever sees user text.
 func HelperArgs(cfg Config) []string {
-	args := []string{kube.HelperPath, "capture", "--interface", cfg.Interface}
-	if cfg.Filter != "" {
-		args = append(args, "--filter", cfg.Filter)
-	}
-	args = append(args, "--snaplen", strconv.Itoa(cfg.Snaplen))
-	if cfg.Count > 0 {
-		args = append(args, "--count", strconv.FormatInt(cfg.Count, 10))
-	}
-	if cfg.Duration > 0 {
-		args = append(args, "--duration", cfg.Duration.String())
-	}
-	if cfg.MaxBytes > 0 {
-		args = append(args, "--max-bytes", strconv.FormatInt(cfg.MaxBytes, 10))
-	}
-	args = append(args, "--format", cfg.Format, "--heartbeat", cfg.Heartbeat.String())
-	return args
+	return append([]string{kube.HelperPath}, Request(cfg).Command()...)
 }
 
 // CheckPod reads the pod and says why it cannot be captured, if it cannot.
 // It returns the target container to use.
 func CheckPod(ctx context.Context, client kubernetes.Interface, cfg Config) (*corev1.Pod, string, error) {
-	pod, err := client.CoreV1().Pods(cfg.Namespace).Get(ctx, cfg.Pod, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil, "", fmt.Errorf("pod %q not found in namespace %q", cfg.Pod, cfg.Namespace)
-	case apierrors.IsForbidden(err):
-		return nil, "", fmt.Errorf("you need `get` on `pods` in namespace %q (check with: kubectl auth can-i get pods -n %s) (error from server: %v)", cfg.Namespace, cfg.Namespace, err)
-	case err != nil:
-		return nil, "", fmt.Errorf("reading pod %s/%s: %w", cfg.Namespace, cfg.Pod, err)
+	pod, err := kube.GetPod(ctx, client, cfg.Namespace, cfg.Pod)
+	if err != nil {
+		return nil, "", err
 	}
 	if pod.DeletionTimestamp != nil {
 		return nil, "", fmt.Errorf("pod %q in namespace %q is being deleted; nothing to capture", pod.Name, pod.Namespace)
@@ -245,7 +234,7 @@ func CheckPod(ctx context.Context, client kubernetes.Interface, cfg Config) (*co
 		return nil, "", fmt.Errorf("pod %q in namespace %q is %s, not Running: only a running pod can be captured", pod.Name, pod.Namespace, phase)
 	}
 	if pod.Spec.HostNetwork {
-		return nil, "", fmt.Errorf("pod %q in namespace %q uses hostNetwork: a capture in it would see the node's interfaces, not the pod's; capture on its node %s instead (node captures are not available yet)", pod.Name, pod.Namespace, pod.Spec.NodeName)
+		return nil, "", fmt.Errorf("pod %q in namespace %q uses hostNetwork: a capture in it would see the node's interfaces, not the pod's; capture on its node instead: kubectl netdiag capture node/%s", pod.Name, pod.Namespace, pod.Spec.NodeName)
 	}
 	container := cfg.Container
 	if container == "" {
@@ -335,11 +324,8 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 // at the end whatever happens.
 func runNode(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	res := Result{Target: cfg.Label(), Interface: cfg.Interface}
-	if _, err := deps.Client.CoreV1().Nodes().Get(ctx, cfg.Node, metav1.GetOptions{}); err != nil {
-		if apierrors.IsNotFound(err) {
-			return res, fmt.Errorf("node %q not found (list them with: kubectl get nodes)", cfg.Node)
-		}
-		return res, fmt.Errorf("reading node %s: %w", cfg.Node, err)
+	if _, err := kube.GetNode(ctx, deps.Client, cfg.Node); err != nil {
+		return res, err
 	}
 	if err := kube.PreflightNodePods(ctx, deps.Client, cfg.Namespace); err != nil {
 		return res, err

@@ -1,4 +1,4 @@
-package podcapture
+package remotecapture
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +26,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
 
 const image = "localhost/netdiag-helper:test"
@@ -199,9 +199,17 @@ func TestCaptureInjectsOnceAndStreams(t *testing.T) {
 	if ex.container != "netdiag-abcde" {
 		t.Errorf("exec in %q, want netdiag-abcde", ex.container)
 	}
-	wantCmd := []string{"/netdiag-helper", "capture", "--interface", "eth0", "--filter", "tcp port 443", "--snaplen", "262144", "--count", "10", "--format", "pcap", "--heartbeat", "15s"}
-	if d := cmp.Diff(wantCmd, ex.cmd); d != "" {
-		t.Errorf("helper command (-want +got):\n%s", d)
+	// The helper parses the command back into what was asked.
+	if len(ex.cmd) < 2 || ex.cmd[0] != "/netdiag-helper" || ex.cmd[1] != "capture" {
+		t.Fatalf("helper command %q", ex.cmd)
+	}
+	got, err := protocol.ParseCaptureRequest(ex.cmd[2:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReq := protocol.CaptureRequest{Interface: "eth0", Filter: "tcp port 443", Snaplen: 262144, Count: 10, Format: "pcap", Heartbeat: 15 * time.Second}
+	if d := cmp.Diff(wantReq, got); d != "" {
+		t.Errorf("helper request (-want +got):\n%s", d)
 	}
 	if !bytes.Equal(out.Bytes(), pcapBytes) || !out.closed {
 		t.Errorf("output: %d bytes, closed %v; want the %d pcap bytes, closed", out.Len(), out.closed, len(pcapBytes))
@@ -314,7 +322,7 @@ func TestCaptureErrors(t *testing.T) {
 	}{
 		{name: "missing pod", pod: runningPod(), podName: "nope", want: `pod "nope" not found in namespace "shop"`},
 		{name: "pending", pod: pending, want: `pod "web-0" in namespace "shop" is Pending, not Running: only a running pod can be captured`},
-		{name: "host network", pod: hostNet, want: `pod "web-0" in namespace "shop" uses hostNetwork: a capture in it would see the node's interfaces, not the pod's; capture on its node node-1 instead (node captures are not available yet)`},
+		{name: "host network", pod: hostNet, want: `pod "web-0" in namespace "shop" uses hostNetwork: a capture in it would see the node's interfaces, not the pod's; capture on its node instead: kubectl netdiag capture node/node-1`},
 		{name: "forbidden", pod: runningPod(), patchErr: apierrors.NewForbidden(gr, "web-0", errors.New("denied")), opened: true,
 			want: "you need `patch` on `pods/ephemeralcontainers` in namespace \"shop\" to add the netdiag container (check with: kubectl auth can-i patch pods --subresource=ephemeralcontainers -n shop) (error from server: pods \"web-0\" is forbidden: denied)"},
 		{name: "disabled", pod: runningPod(), patchErr: apierrors.NewNotFound(gr, ""), opened: true,
@@ -459,7 +467,7 @@ func TestCaptureNode(t *testing.T) {
 			if tt.ex.container != kube.NodeContainerName {
 				t.Errorf("exec in container %q, want the node pod's %q", tt.ex.container, kube.NodeContainerName)
 			}
-			if !slices.Contains(tt.ex.cmd, "cbr0") {
+			if req, err := protocol.ParseCaptureRequest(tt.ex.cmd[2:]); err != nil || req.Interface != "cbr0" {
 				t.Errorf("helper command %v does not capture on cbr0", tt.ex.cmd)
 			}
 			pods, _ := client.CoreV1().Pods("").List(context.Background(), metav1.ListOptions{})

@@ -1,13 +1,17 @@
-// Package nodecheck runs `netdiag-helper check` (and `fix`) on nodes through
-// node-debug pods: one pod per node, several nodes at a time, the pod always
-// deleted at the end. The commands in pkg/cmd turn flags into a Config and
-// call Run.
-package nodecheck
+// Package nodeops is the plugin's engine for work on nodes: it runs
+// `netdiag-helper check` (and `fix`) through node-debug pods (one pod per
+// node, several nodes at a time, the pod always deleted at the end), plans
+// the fixes and kills a check's findings call for, resolves the node and
+// pod arguments of the commands, and cleans up what runs left behind. The
+// commands in pkg/cmd turn flags into a Config, call the engine and render
+// its results.
+package nodeops
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -19,26 +23,15 @@ import (
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/report"
 )
 
 // DefaultMaxConcurrency is how many nodes are checked at once by default.
 const DefaultMaxConcurrency = 5
 
-// PodInfo is one pod as the helper's --pods-json wants it (see
-// pkg/checks.PodInfo: the same JSON fields).
-type PodInfo struct {
-	Namespace  string   `json:"namespace,omitempty"`
-	Name       string   `json:"name,omitempty"`
-	UID        string   `json:"uid,omitempty"`
-	IP         string   `json:"ip,omitempty"`
-	Containers []string `json:"containers,omitempty"`
-}
-
 // PodInfoOf describes a pod for the helper: container IDs of its init,
 // regular and ephemeral containers as the API reports them.
-func PodInfoOf(p *corev1.Pod) PodInfo {
-	pi := PodInfo{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), IP: p.Status.PodIP}
+func PodInfoOf(p *corev1.Pod) protocol.PodInfo {
+	pi := protocol.PodInfo{Namespace: p.Namespace, Name: p.Name, UID: string(p.UID), IP: net.ParseIP(p.Status.PodIP)}
 	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
 		for _, s := range list {
 			if s.ContainerID != "" {
@@ -51,7 +44,7 @@ func PodInfoOf(p *corev1.Pod) PodInfo {
 
 // NodePods lists the Running pods of the node that have their own network
 // (not hostNetwork), in every namespace.
-func NodePods(ctx context.Context, client kubernetes.Interface, node string) ([]PodInfo, error) {
+func NodePods(ctx context.Context, client kubernetes.Interface, node string) ([]protocol.PodInfo, error) {
 	l, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{
 		FieldSelector: fields.AndSelectors(
 			fields.OneTermEqualSelector("spec.nodeName", node),
@@ -61,7 +54,7 @@ func NodePods(ctx context.Context, client kubernetes.Interface, node string) ([]
 	if err != nil {
 		return nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
 	}
-	out := []PodInfo{}
+	out := []protocol.PodInfo{}
 	for i := range l.Items {
 		p := &l.Items[i]
 		// The fake clientset ignores field selectors: filter again.
@@ -85,21 +78,30 @@ type Config struct {
 	MaxConcurrency int
 	// Writable mounts the host's / read-write (fixes).
 	Writable bool
-	// CheckArgs follow `netdiag-helper check` (--pods-json - is added).
-	CheckArgs []string
+	// Check is the helper's check request; each node's pods and runtime
+	// endpoint are added to it.
+	Check protocol.CheckRequest
 	// Pods, when set, replaces the node's pods from the API (pod-scoped
 	// runs pass the one pod).
-	Pods func(node string) ([]PodInfo, bool)
+	Pods func(node string) ([]protocol.PodInfo, bool)
 	// RuntimeEndpoint is the node's CRI socket for the stale check; when
 	// empty and LookupRuntimeEndpoint is set, that is asked per node
 	// (KubeletRuntimeEndpoint).
 	RuntimeEndpoint       string
 	LookupRuntimeEndpoint func(ctx context.Context, node string) string
 	// Fix, when set, runs after the check on each node with the session
-	// still open; it gets the check's report, its arguments (after
-	// "check") and standard input, and returns the actions taken and
-	// whether to check again.
-	Fix func(ctx context.Context, node string, s Session, rep *kube.HelperReport, checkArgs []string, stdin []byte) ([]protocol.Action, bool, error)
+	// still open.
+	Fix *Fixer
+}
+
+// Result is what one node's run produced.
+type Result struct {
+	Node     string
+	Findings []protocol.Finding
+	Actions  []protocol.Action
+	// Err is set when the run on the node failed (findings may still be
+	// partial).
+	Err error
 }
 
 // Session is the node pod a Fix runs helper commands in.
@@ -109,8 +111,8 @@ type Session interface {
 
 // Run checks every node, at most cfg.MaxConcurrency at once, and returns
 // the results in the order of nodes. Errors of one node are in its result.
-func Run(ctx context.Context, deps kube.NodeDeps, cfg Config, nodes []string) []report.NodeResult {
-	results := make([]report.NodeResult, len(nodes))
+func Run(ctx context.Context, deps kube.NodeDeps, cfg Config, nodes []string) []Result {
+	results := make([]Result, len(nodes))
 	limit := cfg.MaxConcurrency
 	if limit <= 0 {
 		limit = DefaultMaxConcurrency
@@ -124,7 +126,7 @@ func Run(ctx context.Context, deps kube.NodeDeps, cfg Config, nodes []string) []
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				results[i] = report.NodeResult{Node: node, Err: fmt.Errorf("interrupted before the node was checked")}
+				results[i] = Result{Node: node, Err: fmt.Errorf("interrupted before the node was checked")}
 				return
 			}
 			defer func() { <-sem }()
@@ -135,9 +137,9 @@ func Run(ctx context.Context, deps kube.NodeDeps, cfg Config, nodes []string) []
 	return results
 }
 
-func runNode(ctx context.Context, deps kube.NodeDeps, cfg Config, node string) report.NodeResult {
-	res := report.NodeResult{Node: node}
-	var pods []PodInfo
+func runNode(ctx context.Context, deps kube.NodeDeps, cfg Config, node string) Result {
+	res := Result{Node: node}
+	var pods []protocol.PodInfo
 	ok := false
 	if cfg.Pods != nil {
 		pods, ok = cfg.Pods(node)
@@ -150,20 +152,17 @@ func runNode(ctx context.Context, deps kube.NodeDeps, cfg Config, node string) r
 			return res
 		}
 	}
-	podsJSON, err := json.Marshal(pods)
-	if err != nil {
-		res.Err = err
-		return res
+	req := cfg.Check
+	req.Pods = pods
+	if req.Pods == nil {
+		req.Pods = []protocol.PodInfo{}
 	}
-	args := append([]string{"check"}, cfg.CheckArgs...)
-	ep := cfg.RuntimeEndpoint
-	if ep == "" && cfg.LookupRuntimeEndpoint != nil {
-		ep = cfg.LookupRuntimeEndpoint(ctx, node)
+	if req.RuntimeEndpoint == "" {
+		req.RuntimeEndpoint = cfg.RuntimeEndpoint
 	}
-	if ep != "" {
-		args = append(args, "--runtime-endpoint", ep)
+	if req.RuntimeEndpoint == "" && cfg.LookupRuntimeEndpoint != nil {
+		req.RuntimeEndpoint = cfg.LookupRuntimeEndpoint(ctx, node)
 	}
-	args = append(args, "--pods-json", "-")
 
 	s, err := kube.StartNodePod(ctx, deps, kube.NodePodSpec{
 		Node: node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, PullSecrets: cfg.PullSecrets, Writable: cfg.Writable,
@@ -177,7 +176,7 @@ func runNode(ctx context.Context, deps kube.NodeDeps, cfg Config, node string) r
 	}
 	defer s.Close()
 
-	rep, err := s.Exec(ctx, args, podsJSON)
+	rep, err := s.Exec(ctx, req.Command(), req.Stdin())
 	if rep != nil {
 		res.Findings = rep.Findings
 	}
@@ -188,14 +187,14 @@ func runNode(ctx context.Context, deps kube.NodeDeps, cfg Config, node string) r
 	if cfg.Fix == nil {
 		return res
 	}
-	actions, again, err := cfg.Fix(ctx, node, s, rep, args[1:], podsJSON)
+	actions, again, err := cfg.Fix.run(ctx, node, s, rep, req)
 	res.Actions = actions
 	if err != nil {
 		res.Err = err
 		return res
 	}
 	if again {
-		rep, err := s.Exec(ctx, args, podsJSON)
+		rep, err := s.Exec(ctx, req.Command(), req.Stdin())
 		if err != nil {
 			res.Err = fmt.Errorf("checking again after the fix: %w", err)
 			return res
