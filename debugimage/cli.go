@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/capture"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/checks"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/version"
 )
@@ -79,9 +78,9 @@ func run(args []string, s streams) int {
 	case "check":
 		// check speaks its own JSON lines (hello, findings, done) and
 		// chooses its exit code.
-		return checks.Main(args[1:], s.in, s.out, s.err)
+		return runCheck(args[1:], s)
 	case "fix":
-		return checks.FixMain(args[1:], s.in, s.out, s.err)
+		return runFix(args[1:], s)
 	case "-h", "--help", "help":
 		fmt.Fprint(s.out, usage)
 		return exitOK

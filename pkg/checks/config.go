@@ -12,7 +12,6 @@ package checks
 import (
 	"fmt"
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
-	"io"
 	"net"
 	"os"
 	"time"
@@ -108,16 +107,6 @@ type Config struct {
 	// dumpConntrack, when set, replaces the netlink conntrack dump
 	// (tests).
 	dumpConntrack func() ([]flowAddrs, error)
-}
-
-// parseFlags turns `netdiag-helper check` arguments into a Config; a
-// --pods-json of "-" is read from stdin.
-func parseFlags(args []string, stdin io.Reader, usage io.Writer) (Config, error) {
-	req, err := protocol.ParseCheckRequest(args, stdin, usage)
-	if err != nil {
-		return Config{}, err
-	}
-	return ConfigFrom(req)
 }
 
 // ConfigFrom turns a parsed request into the engine's Config: addresses

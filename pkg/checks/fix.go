@@ -6,10 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -47,14 +45,6 @@ type FixConfig struct {
 	Check     Config
 }
 
-func parseFixFlags(args []string, stdin io.Reader, usage io.Writer) (FixConfig, error) {
-	req, err := protocol.ParseFixRequest(args, stdin, usage)
-	if err != nil {
-		return FixConfig{}, err
-	}
-	return FixConfigFrom(req)
-}
-
 // FixConfigFrom turns a parsed fix request into the engine's FixConfig.
 func FixConfigFrom(req protocol.FixRequest) (FixConfig, error) {
 	check, err := ConfigFrom(req.Check)
@@ -69,32 +59,6 @@ func FixConfigFrom(req protocol.FixRequest) (FixConfig, error) {
 		}
 	}
 	return cfg, nil
-}
-
-// FixMain runs `netdiag-helper fix ARGS`: JSON lines on stdout, hello
-// first, one {"type":"action"} line per change made, refused or failed, and
-// done last. A usage error exits 2; a refused or failed action is a line,
-// not an exit code.
-func FixMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	enc := helloEncoder(stdout)
-	cfg, err := parseFixFlags(args, stdin, stderr)
-	if err != nil {
-		return flagError(enc, stderr, "fix", err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	n := 0
-	emit := func(a protocol.Action) {
-		a.Type = protocol.TypeAction
-		if enc.Encode(a) == nil {
-			n++
-		}
-	}
-	RunFix(ctx, cfg, emit)
-	if err := enc.Encode(protocol.Done{Type: protocol.TypeDone, Findings: n}); err != nil {
-		return 1
-	}
-	return 0
 }
 
 // RunFix makes the changes and reports each as an action.

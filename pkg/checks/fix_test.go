@@ -1,8 +1,9 @@
 package checks
 
 import (
+	"context"
+	"io"
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,19 +84,17 @@ func fixtureRoots(t *testing.T, max string) (proc, host string) {
 	return proc, host
 }
 
-func runFixMain(t *testing.T, args ...string) ([]map[string]any, int) {
+// runFix parses a fix command line as the helper does and runs it; the
+// actions come back as their JSON objects.
+func runFix(t *testing.T, args ...string) []map[string]any {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code := FixMain(args, strings.NewReader(""), &out, &errb)
-	var lines []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("line %q: %v", l, err)
-		}
-		lines = append(lines, m)
+	cfg, err := parseFixFlags(args, strings.NewReader(""), io.Discard)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return lines, code
+	var actions []map[string]any
+	RunFix(context.Background(), cfg, func(a protocol.Action) { actions = append(actions, asJSON(t, a)) })
+	return actions
 }
 
 func TestFixConntrackMax(t *testing.T) {
@@ -103,15 +102,15 @@ func TestFixConntrackMax(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(host, "etc", "sysctl.d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	lines, code := runFixMain(t, "--conntrack-max", "786432", "--persist-dir", "/etc/sysctl.d", "--proc", proc, "--host-root", host)
-	if code != 0 || len(lines) != 4 || lines[0]["type"] != "hello" || lines[3]["type"] != "done" {
-		t.Fatalf("exit %d, lines %v", code, lines)
+	lines := runFix(t, "--conntrack-max", "786432", "--persist-dir", "/etc/sysctl.d", "--proc", proc, "--host-root", host)
+	if len(lines) != 2 {
+		t.Fatalf("actions %v", lines)
 	}
-	if lines[1]["result"] != "done" || lines[1]["message"] != "nf_conntrack_max raised from 1000 to 786432" {
-		t.Errorf("set: %v", lines[1])
+	if lines[0]["result"] != "done" || lines[0]["message"] != "nf_conntrack_max raised from 1000 to 786432" {
+		t.Errorf("set: %v", lines[0])
 	}
-	if lines[2]["result"] != "done" || lines[2]["target"] != "/etc/sysctl.d/90-netdiag-conntrack.conf" {
-		t.Errorf("persist: %v", lines[2])
+	if lines[1]["result"] != "done" || lines[1]["target"] != "/etc/sysctl.d/90-netdiag-conntrack.conf" {
+		t.Errorf("persist: %v", lines[1])
 	}
 	b, _ := os.ReadFile(filepath.Join(proc, "sys/net/netfilter/nf_conntrack_max"))
 	if strings.TrimSpace(string(b)) != "786432" {
@@ -122,9 +121,9 @@ func TestFixConntrackMax(t *testing.T) {
 		t.Errorf("persisted: %q", b)
 	}
 	// Never lowers.
-	lines, _ = runFixMain(t, "--conntrack-max", "5", "--proc", proc, "--host-root", host)
-	if lines[1]["result"] != "skipped" {
-		t.Errorf("lowering: %v", lines[1])
+	lines = runFix(t, "--conntrack-max", "5", "--proc", proc, "--host-root", host)
+	if lines[0]["result"] != "skipped" {
+		t.Errorf("lowering: %v", lines[0])
 	}
 }
 

@@ -361,57 +361,42 @@ type HelperReport struct {
 // ErrCutShort says a helper stream lacked its hello or done line.
 var ErrCutShort = errors.New("the helper's report was cut short")
 
-// ParseHelperReport parses the helper's JSON lines: hello first, done last.
+// ParseHelperReport parses the helper's JSON lines (protocol.Decoder):
+// hello first, done last.
 func ParseHelperReport(b []byte) (*HelperReport, error) {
 	rep := &HelperReport{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
+	var dec protocol.Decoder
 	n := 0
-	done := false
 	for sc.Scan() {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
 			continue
 		}
-		l, err := protocol.ParseLine(line)
-		if err != nil {
-			return rep, err
-		}
-		if done {
-			return rep, fmt.Errorf("%w: a %q line came after done", ErrCutShort, l.Type)
-		}
-		if n == 0 && l.Type != protocol.TypeHello {
-			return rep, fmt.Errorf("%w: the first line is %q, not hello", ErrCutShort, l.Type)
-		}
 		n++
-		switch l.Type {
-		case protocol.TypeHello:
-			if err := l.Decode(&rep.Hello); err != nil {
-				return rep, fmt.Errorf("decoding the helper's hello: %w", err)
-			}
-			if rep.Hello.Protocol != protocol.Version {
-				return rep, fmt.Errorf("the helper speaks protocol %d, this plugin %d: use a helper image of the same version (--image)", rep.Hello.Protocol, protocol.Version)
-			}
-		case protocol.TypeFinding:
-			var f protocol.Finding
-			if err := l.Decode(&f); err != nil {
-				return rep, fmt.Errorf("decoding a finding: %w", err)
-			}
-			rep.Findings = append(rep.Findings, f)
-		case protocol.TypeError:
-			var e protocol.Error
-			_ = l.Decode(&e)
-			rep.Error = e.Message
-		case protocol.TypeDone:
-			done = true
-		case protocol.TypeAction:
-			var a protocol.Action
-			if err := l.Decode(&a); err != nil {
-				return rep, fmt.Errorf("decoding an action: %w", err)
-			}
-			rep.Actions = append(rep.Actions, a)
+		m, err := dec.Decode(line)
+		var verr *protocol.VersionError
+		switch {
+		case errors.As(err, &verr):
+			return rep, err
+		case errors.Is(err, protocol.ErrNotJSON):
+			return rep, fmt.Errorf("the helper wrote a line that is not JSON: %q", truncate(line, 200))
+		case err != nil:
+			return rep, fmt.Errorf("%w: %v", ErrCutShort, err)
+		}
+		switch {
+		case m.Hello != nil:
+			rep.Hello = *m.Hello
+		case m.Finding != nil:
+			rep.Findings = append(rep.Findings, *m.Finding)
+		case m.Action != nil:
+			rep.Actions = append(rep.Actions, *m.Action)
+		case m.Error != nil:
+			rep.Error = m.Error.Message
+		case m.Done != nil:
 		default:
-			klog.V(3).Infof("ignoring a helper line of type %q", l.Type)
+			klog.V(3).Infof("ignoring a helper line of type %q", m.Type)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -420,13 +405,20 @@ func ParseHelperReport(b []byte) (*HelperReport, error) {
 	if n == 0 {
 		return rep, fmt.Errorf("%w: the helper wrote nothing", ErrCutShort)
 	}
-	if !done {
+	if !dec.Done() {
 		if rep.Error != "" {
 			return rep, fmt.Errorf("%w: %s", ErrCutShort, rep.Error)
 		}
 		return rep, fmt.Errorf("%w (no done line)", ErrCutShort)
 	}
 	return rep, nil
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
 }
 
 // CreateNodePodAdvice turns an error from creating the node-debug pod into

@@ -112,10 +112,11 @@ func TestParseHelperReport(t *testing.T) {
 		{"actions", hello + "\n" + action + "\n" + done + "\n", "", 0},
 		{"no done", hello + "\n" + finding + "\n", "the helper's report was cut short (no done line)", 1},
 		{"empty", "", "the helper's report was cut short: the helper wrote nothing", 0},
-		{"no hello", finding + "\n" + done, `the helper's report was cut short: the first line is "finding", not hello`, 0},
+		{"no hello", finding + "\n" + done, `the helper's report was cut short: the helper's first line is "finding", not hello`, 0},
 		{"error line", hello + "\n" + `{"type":"error","message":"boom"}` + "\n", "the helper's report was cut short: boom", 0},
-		{"protocol", `{"type":"hello","protocol":2,"helper":"v9"}` + "\n" + done, "the helper speaks protocol 2, this plugin 1: use a helper image of the same version (--image)", 0},
-		{"not json", hello + "\nnope\n" + done, `helper wrote a line that is not JSON: "nope"`, 0},
+		{"protocol", `{"type":"hello","protocol":2,"helper":"v9"}` + "\n" + done, "the helper image (v9) speaks protocol 2, this plugin speaks protocol 1: use the helper image of this plugin's version (--image, or KUBECTL_NETDIAG_IMAGE)", 0},
+		{"after done", hello + "\n" + done + "\n" + finding + "\n", `the helper's report was cut short: the helper wrote a "finding" line after done`, 0},
+		{"not json", hello + "\nnope\n" + done, `the helper wrote a line that is not JSON: "nope"`, 0},
 	}
 	for _, tt := range tests {
 		rep, err := ParseHelperReport([]byte(tt.in))

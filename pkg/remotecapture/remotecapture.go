@@ -376,7 +376,7 @@ func leftBehind(client kubernetes.Interface, namespace, podName, name string) st
 // (closed at the end) and turns its stderr into the result.
 func capture(ctx context.Context, deps Deps, cfg Config, res Result, pod kube.Pod, container string, out io.WriteCloser) (Result, error) {
 	counted := newOutputWriter(out)
-	stderr := &stderrParser{errOut: deps.ErrOut, target: cfg.Label(), iface: cfg.Interface}
+	stderr := newStderrParser(deps.ErrOut, cfg.Label(), cfg.Interface)
 	execErr := stream(ctx, deps, cfg, pod, container, counted, stderr, &res)
 	stderr.flush()
 	res.Written = counted.n
@@ -392,6 +392,9 @@ func capture(ctx context.Context, deps Deps, cfg Config, res Result, pod kube.Po
 		closeErr = nil // closing a pipe nobody reads says nothing new
 	}
 
+	if stderr.refusal != nil {
+		return res, stderr.refusal
+	}
 	if stderr.errMsg != "" {
 		return res, fmt.Errorf("capture in %s failed: %s", cfg.Label(), stderr.errMsg)
 	}
@@ -428,7 +431,7 @@ func capture(ctx context.Context, deps Deps, cfg Config, res Result, pod kube.Po
 var errGraceExpired = errors.New("the helper did not finish in time after the capture was stopped")
 
 // stream runs the helper with a heartbeat on stdin.
-func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container string, stdout *outputWriter, stderr io.Writer, res *Result) error {
+func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container string, stdout *outputWriter, stderr *stderrParser, res *Result) error {
 	// The exec outlives ctx: after Ctrl-C the helper still has to finish
 	// the file. It is cut only when the grace period is over.
 	execCtx, cancelExec := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -451,6 +454,16 @@ func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container 
 	select {
 	case err := <-done:
 		return err
+	case <-stderr.refused:
+		// A helper of another protocol: stop it now, nothing it writes
+		// can be trusted.
+		cancelExec(stderr.refusal)
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(2 * time.Second):
+			return stderr.refusal
+		}
 	case <-ctx.Done():
 		res.Interrupted = true
 		fmt.Fprintf(deps.ErrOut, "stopping the capture on %s, waiting up to %s for the helper to finish the file...\n", cfg.Label(), cfg.Grace)
@@ -512,16 +525,25 @@ func (o *outputWriter) readerGone() bool {
 	return errors.Is(o.err, syscall.EPIPE) || errors.Is(o.err, io.ErrClosedPipe) || errors.Is(o.err, os.ErrClosed)
 }
 
-// stderrParser reads the helper's stderr JSON lines as they arrive.
+// stderrParser reads the helper's stderr JSON lines as they arrive
+// (protocol.Decoder). A helper of another protocol is refused: refused is
+// closed and refusal says why.
 type stderrParser struct {
 	errOut io.Writer
 	target string // pod/NAME or node/NAME
 	iface  string
 
+	dec     protocol.Decoder
 	buf     []byte
 	started bool // any line seen: the helper runs
 	stats   *protocol.Stats
 	errMsg  string
+	refused chan struct{}
+	refusal error
+}
+
+func newStderrParser(errOut io.Writer, target, iface string) *stderrParser {
+	return &stderrParser{errOut: errOut, target: target, iface: iface, refused: make(chan struct{})}
 }
 
 func (p *stderrParser) Write(b []byte) (int, error) {
@@ -546,48 +568,45 @@ func (p *stderrParser) flush() {
 
 func (p *stderrParser) line(raw []byte) {
 	raw = bytes.TrimRight(raw, "\r")
-	if len(bytes.TrimSpace(raw)) == 0 {
+	if len(bytes.TrimSpace(raw)) == 0 || p.refusal != nil {
 		return
 	}
 	p.started = true
-	l, err := protocol.ParseLine(raw)
-	if err != nil {
+	m, err := p.dec.Decode(raw)
+	var verr *protocol.VersionError
+	switch {
+	case errors.As(err, &verr):
+		p.refusal = err
+		close(p.refused)
+		return
+	case errors.Is(err, protocol.ErrNotJSON):
 		// Not ours (a runtime or libc message): show it as it is.
 		fmt.Fprintf(p.errOut, "%s\n", raw)
 		return
+	case err != nil:
+		klog.V(2).Infof("helper line %q: %v", raw, err)
+		return
 	}
-	switch l.Type {
-	case protocol.TypeHello:
-		var h protocol.Hello
-		if err := l.Decode(&h); err == nil {
-			klog.V(2).Infof("helper %s, protocol %d", h.Helper, h.Protocol)
-			if h.Protocol != protocol.Version {
-				fmt.Fprintf(p.errOut, "warning: the helper image speaks protocol %d, this plugin speaks %d; pass --image with the helper of this plugin's version\n", h.Protocol, protocol.Version)
-			}
-		}
-	case protocol.TypeReady:
-		var r protocol.Ready
-		if err := l.Decode(&r); err == nil && r.Interface != "" {
-			p.iface = r.Interface
+	switch {
+	case m.Hello != nil:
+		klog.V(2).Infof("helper %s, protocol %d", m.Hello.Helper, m.Hello.Protocol)
+	case m.Ready != nil:
+		if m.Ready.Interface != "" {
+			p.iface = m.Ready.Interface
 		}
 		klog.V(2).Infof("helper ready: %s", raw)
 		filter := ""
-		if r.Filter != "" {
-			filter = fmt.Sprintf(" (filter %q)", r.Filter)
+		if m.Ready.Filter != "" {
+			filter = fmt.Sprintf(" (filter %q)", m.Ready.Filter)
 		}
 		fmt.Fprintf(p.errOut, "capturing on %s %s%s, Ctrl-C to stop\n", p.target, p.iface, filter)
-	case protocol.TypeError:
-		var e protocol.Error
-		if err := l.Decode(&e); err == nil && e.Message != "" {
-			p.errMsg = e.Message
-		} else {
+	case m.Error != nil:
+		p.errMsg = m.Error.Message
+		if p.errMsg == "" {
 			p.errMsg = string(raw)
 		}
-	case protocol.TypeStats:
-		var s protocol.Stats
-		if err := l.Decode(&s); err == nil {
-			p.stats = &s
-		}
+	case m.Stats != nil:
+		p.stats = m.Stats
 	default:
 		klog.V(2).Infof("helper line: %s", raw)
 	}

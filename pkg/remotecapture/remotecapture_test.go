@@ -131,6 +131,9 @@ type replay struct {
 	// stdin to end, as a capture streams packets until it is stopped.
 	firstHalfEarly bool
 
+	// hello replaces the helper's hello line.
+	hello string
+
 	calls     int
 	container string
 	cmd       []string
@@ -140,7 +143,11 @@ type replay struct {
 func (r *replay) Stream(ctx context.Context, pod kube.Pod, container string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	r.calls++
 	r.container, r.cmd = container, cmd
-	io.WriteString(stderr, `{"type":"hello","protocol":1,"helper":"v0.1.0"}`+"\n")
+	hello := `{"type":"hello","protocol":1,"helper":"v0.1.0"}`
+	if r.hello != "" {
+		hello = r.hello
+	}
+	io.WriteString(stderr, hello+"\n")
 	io.WriteString(stderr, `{"type":"ready","interface":"eth0","linkType":"EN10MB","snaplen":262144,"format":"pcap"}`+"\n")
 	// Write in two chunks: the output is streamed, not buffered.
 	half := len(r.stdout) / 2
@@ -330,6 +337,9 @@ func TestCaptureErrors(t *testing.T) {
 		{name: "helper error", pod: runningPod(), patches: 1, opened: true,
 			ex:   &replay{stderr: `{"type":"error","message":"can't parse filter expression: syntax error"}` + "\n" + `{"type":"stats","packets":0,"bytes":0,"kernelDrops":0,"reason":"error"}` + "\n", err: errors.New("command terminated with exit code 1")},
 			want: "capture in pod/web-0 failed: can't parse filter expression: syntax error"},
+		{name: "other protocol", pod: runningPod(), patches: 1, opened: true,
+			ex:   &replay{hello: `{"type":"hello","protocol":2,"helper":"v9.0.0"}`, stdout: pcapBytes, stderr: statsLine},
+			want: "the helper image (v9.0.0) speaks protocol 2, this plugin speaks protocol 1: use the helper image of this plugin's version (--image, or KUBECTL_NETDIAG_IMAGE)"},
 		{name: "stream broke", pod: runningPod(), patches: 1, opened: true,
 			ex:   &replay{stdout: pcapBytes, err: errors.New("connection reset")},
 			want: "the capture stream from pod/web-0 broke before the helper reported its stats (connection reset); web.pcap may be incomplete"},

@@ -1,0 +1,25 @@
+package checks
+
+import (
+	"io"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
+)
+
+// parseFlags is the helper's reading of `check` arguments into a Config.
+func parseFlags(args []string, stdin io.Reader, usage io.Writer) (Config, error) {
+	req, err := protocol.ParseCheckRequest(args, stdin, usage)
+	if err != nil {
+		return Config{}, err
+	}
+	return ConfigFrom(req)
+}
+
+// parseFixFlags is the helper's reading of `fix` arguments.
+func parseFixFlags(args []string, stdin io.Reader, usage io.Writer) (FixConfig, error) {
+	req, err := protocol.ParseFixRequest(args, stdin, usage)
+	if err != nil {
+		return FixConfig{}, err
+	}
+	return FixConfigFrom(req)
+}
