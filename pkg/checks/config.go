@@ -11,11 +11,11 @@ package checks
 
 import (
 	"fmt"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"net"
 	"os"
 	"time"
 
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
 
 // Check names, in the order they run (protocol.Checks is the registry).

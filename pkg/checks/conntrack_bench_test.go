@@ -4,7 +4,6 @@ package checks
 
 import (
 	"fmt"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"net"
 	"net/netip"
 	"runtime"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mdlayher/netlink"

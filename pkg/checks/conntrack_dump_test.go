@@ -3,12 +3,13 @@ package checks
 import (
 	"encoding/binary"
 	"errors"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"iter"
 	"net"
 	"net/netip"
 	"syscall"
 	"testing"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mdlayher/netlink"

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
 

@@ -1,9 +1,9 @@
 package checks
 
 import (
+	"bytes"
 	"context"
 	"io"
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"

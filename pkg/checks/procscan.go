@@ -2,13 +2,14 @@ package checks
 
 import (
 	"errors"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
 
 // podProcess is a process whose cgroup names a pod.

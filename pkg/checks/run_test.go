@@ -507,4 +507,3 @@ func TestRunStaleAllKnown(t *testing.T) {
 		t.Errorf("portHolder = %v", h)
 	}
 }
-

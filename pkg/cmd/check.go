@@ -173,7 +173,7 @@ func (o *CheckOptions) run(ctx context.Context, nodes []string, cfg nodeops.Conf
 	cfg.MaxConcurrency = o.MaxConcurrency
 	cfg.RuntimeEndpoint = o.RuntimeEndpoint
 	cfg.LookupRuntimeEndpoint = o.LookupRuntimeEndpoint
-	deps := kube.NodeDeps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, StartTimeout: o.Timeout}
+	deps := kube.Deps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, ErrOut: o.ErrOut}
 	results := nodeops.Run(ctx, deps, cfg, nodes)
 	opts := report.Options{Color: report.UseColor(o.IsTerminal != nil && o.IsTerminal(o.Out)), TopIPs: o.ShowTopIPs}
 	if err := report.Render(o.Out, o.Output, results, opts); err != nil {

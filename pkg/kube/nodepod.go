@@ -76,6 +76,8 @@ type NodePodSpec struct {
 	// no deadline; the pod ends NodePodIdleTimeout after its keepalive
 	// stops hearing from the plugin.
 	WorkDuration time.Duration
+	// StartTimeout bounds the wait for the pod to run (0: a minute).
+	StartTimeout time.Duration
 }
 
 // BoundedWork is a NodePodSpec.WorkDuration: work plus overhead (the wait
@@ -175,18 +177,29 @@ func NewNodePod(spec NodePodSpec, nameSuffix string) *corev1.Pod {
 	}
 }
 
-// NodeDeps are what a node-debug run talks to.
-type NodeDeps struct {
+// Deps are what the plugin's engines talk to; tests replace them.
+type Deps struct {
 	Client     kubernetes.Interface
 	Executor   Executor
 	NameSuffix func() string
-	// StartTimeout bounds the wait for the pod to run.
-	StartTimeout time.Duration
+	// ErrOut receives the messages meant for the user (never the pcap):
+	// warnings such as a node pod that could not be deleted. nil sends
+	// them to the log.
+	ErrOut io.Writer
+}
+
+// warn tells the user something went wrong that they may have to act on.
+func (d Deps) warn(format string, args ...any) {
+	if d.ErrOut == nil {
+		klog.Warningf(format, args...)
+		return
+	}
+	fmt.Fprintf(d.ErrOut, "warning: "+format+"\n", args...)
 }
 
 // NodeSession is a Running node-debug pod.
 type NodeSession struct {
-	deps NodeDeps
+	deps Deps
 	Pod  Pod
 
 	// stopKeepalive ends the keepalive exec; keepaliveDone is closed when
@@ -213,7 +226,7 @@ type KeepaliveExecutor interface {
 // pod ends about a minute after the plugin dies. On error, or when ctx is
 // cancelled while the pod is being created or started, the pod is deleted
 // (with a fresh context). Close deletes it.
-func StartNodePod(ctx context.Context, deps NodeDeps, spec NodePodSpec) (*NodeSession, error) {
+func StartNodePod(ctx context.Context, deps Deps, spec NodePodSpec) (*NodeSession, error) {
 	suffix := RandomSuffix()
 	if deps.NameSuffix != nil {
 		suffix = deps.NameSuffix()
@@ -232,7 +245,7 @@ func StartNodePod(ctx context.Context, deps NodeDeps, spec NodePodSpec) (*NodeSe
 		return nil, CreateNodePodAdvice(err, spec.Namespace)
 	}
 	s.Pod = Pod{Namespace: created.Namespace, Name: created.Name}
-	timeout := deps.StartTimeout
+	timeout := spec.StartTimeout
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
@@ -280,7 +293,7 @@ func (s *NodeSession) startKeepalive(ex Executor) {
 			}
 			msg := strings.TrimSpace(errb.String())
 			if !warned {
-				klog.Warningf("the keepalive of node-debug pod %s/%s ended (%v%s); starting it again (without it the pod ends %s after the last helper run)",
+				s.deps.warn("the keepalive of node-debug pod %s/%s ended (%v%s); starting it again (without it the pod ends %s after the last helper run)",
 					s.Pod.Namespace, s.Pod.Name, err, withMessage(msg), NodePodIdleTimeout)
 				warned = true
 			} else {
@@ -313,7 +326,7 @@ func (s *NodeSession) deletePod() {
 	defer cancel()
 	err := s.deps.Client.CoreV1().Pods(s.Pod.Namespace).Delete(ctx, s.Pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 	if err != nil && !apierrors.IsNotFound(err) {
-		klog.Warningf("could not delete node-debug pod %s/%s: %v (it ends by itself once its helper is idle; or: kubectl delete pod %s -n %s)",
+		s.deps.warn("could not delete node-debug pod %s/%s: %v (it ends by itself once its helper is idle; or: kubectl delete pod %s -n %s)",
 			s.Pod.Namespace, s.Pod.Name, err, s.Pod.Name, s.Pod.Namespace)
 		return
 	}

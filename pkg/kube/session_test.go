@@ -95,7 +95,7 @@ func TestNodeSessionKeepalive(t *testing.T) {
 	client := fake.NewClientset()
 	runningOnCreate(client)
 	ex := &keepaliveExec{holds: true, ended: make(chan string, 4)}
-	s, err := StartNodePod(context.Background(), NodeDeps{Client: client, Executor: ex, NameSuffix: func() string { return "abcde" }}, nodeSpec())
+	s, err := StartNodePod(context.Background(), Deps{Client: client, Executor: ex, NameSuffix: func() string { return "abcde" }}, nodeSpec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestNodeSessionKeepaliveRestarts(t *testing.T) {
 	client := fake.NewClientset()
 	runningOnCreate(client)
 	ex := &keepaliveExec{holds: true, failFirst: true, ended: make(chan string, 4)}
-	s, err := StartNodePod(context.Background(), NodeDeps{Client: client, Executor: ex}, nodeSpec())
+	s, err := StartNodePod(context.Background(), Deps{Client: client, Executor: ex}, nodeSpec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestNodeSessionNoKeepalive(t *testing.T) {
 	client := fake.NewClientset()
 	runningOnCreate(client)
 	ex := &keepaliveExec{holds: false, ended: make(chan string, 4)}
-	s, err := StartNodePod(context.Background(), NodeDeps{Client: client, Executor: ex}, nodeSpec())
+	s, err := StartNodePod(context.Background(), Deps{Client: client, Executor: ex}, nodeSpec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestStartNodePodInterruptedWhileCreating(t *testing.T) {
 		cancel()
 		return true, nil, context.Canceled
 	})
-	_, err := StartNodePod(ctx, NodeDeps{Client: client, Executor: &keepaliveExec{}, NameSuffix: func() string { return "abcde" }}, nodeSpec())
+	_, err := StartNodePod(ctx, Deps{Client: client, Executor: &keepaliveExec{}, NameSuffix: func() string { return "abcde" }}, nodeSpec())
 	if err == nil || !strings.Contains(err.Error(), "interrupted while creating the node-debug pod ops/netdiag-node-node-1-abcde") {
 		t.Fatalf("error %v, want interrupted while creating", err)
 	}
@@ -201,7 +201,7 @@ func TestStartNodePodInterruptedWhileStarting(t *testing.T) {
 		return false, nil, nil // stays Pending
 	})
 	go func() { <-created; time.Sleep(100 * time.Millisecond); cancel() }()
-	_, err := StartNodePod(ctx, NodeDeps{Client: client, Executor: &keepaliveExec{}, NameSuffix: func() string { return "abcde" }, StartTimeout: 10 * time.Second}, nodeSpec())
+	_, err := StartNodePod(ctx, Deps{Client: client, Executor: &keepaliveExec{}, NameSuffix: func() string { return "abcde" }}, func() NodePodSpec { s := nodeSpec(); s.StartTimeout = 10 * time.Second; return s }())
 	if err == nil || !strings.Contains(err.Error(), "interrupted") {
 		t.Fatalf("error %v, want interrupted", err)
 	}

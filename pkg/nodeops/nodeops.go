@@ -111,7 +111,7 @@ type Session interface {
 
 // Run checks every node, at most cfg.MaxConcurrency at once, and returns
 // the results in the order of nodes. Errors of one node are in its result.
-func Run(ctx context.Context, deps kube.NodeDeps, cfg Config, nodes []string) []Result {
+func Run(ctx context.Context, deps kube.Deps, cfg Config, nodes []string) []Result {
 	results := make([]Result, len(nodes))
 	limit := cfg.MaxConcurrency
 	if limit <= 0 {
@@ -137,7 +137,7 @@ func Run(ctx context.Context, deps kube.NodeDeps, cfg Config, nodes []string) []
 	return results
 }
 
-func runNode(ctx context.Context, deps kube.NodeDeps, cfg Config, node string) Result {
+func runNode(ctx context.Context, deps kube.Deps, cfg Config, node string) Result {
 	res := Result{Node: node}
 	var pods []protocol.PodInfo
 	ok := false
@@ -165,7 +165,7 @@ func runNode(ctx context.Context, deps kube.NodeDeps, cfg Config, node string) R
 	}
 
 	s, err := kube.StartNodePod(ctx, deps, kube.NodePodSpec{
-		Node: node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, PullSecrets: cfg.PullSecrets, Writable: cfg.Writable,
+		Node: node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, PullSecrets: cfg.PullSecrets, Writable: cfg.Writable, StartTimeout: cfg.StartTimeout,
 		// No deadline: --fix prompts may keep the pod for any time; the
 		// session's keepalive ends it once the plugin is gone.
 		WorkDuration: 0,

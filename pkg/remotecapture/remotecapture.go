@@ -75,14 +75,9 @@ func (c Config) Label() string {
 	return "pod/" + c.Pod
 }
 
-// Deps are the seams tests replace.
-type Deps struct {
-	Client     kubernetes.Interface
-	Executor   kube.Executor
-	NameSuffix func() string
-	// ErrOut receives the messages meant for the user (never the pcap).
-	ErrOut io.Writer
-}
+// Deps are the seams tests replace; ErrOut gets the messages meant for
+// the user (never the pcap).
+type Deps = kube.Deps
 
 // Result is what a finished capture reports.
 type Result struct {
@@ -334,9 +329,7 @@ func runNode(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	session, err := kube.StartNodePod(ctx, kube.NodeDeps{
-		Client: deps.Client, Executor: deps.Executor, NameSuffix: deps.NameSuffix, StartTimeout: cfg.Timeout,
-	}, kube.NodePodSpec{Node: cfg.Node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, PullSecrets: cfg.PullSecrets,
+	session, err := kube.StartNodePod(ctx, deps, kube.NodePodSpec{Node: cfg.Node, Namespace: cfg.Namespace, Image: cfg.Image, PullPolicy: cfg.PullPolicy, PullSecrets: cfg.PullSecrets, StartTimeout: cfg.Timeout,
 		// A --duration bounds the pod (plus the wait for it to start); a
 		// capture until Ctrl-C gets no deadline, only its heartbeats.
 		WorkDuration: kube.BoundedWork(cfg.Duration, cfg.Timeout+cfg.Grace)})

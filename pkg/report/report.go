@@ -7,13 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/nodeops"
 	"io"
 	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/nodeops"
 
 	"github.com/fatih/color"
 	"sigs.k8s.io/yaml"
