@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -70,7 +69,7 @@ type CaptureOptions struct {
 
 	// Set by Complete (tests may preset IsTerminal).
 	Target     target.Target
-	IsTerminal func(w io.Writer) bool
+	IsTerminal func(stream any) bool
 
 	// stoppedBy names the signal that stopped the capture; file is the
 	// -w FILE output while a capture runs (for a second Ctrl-C).
@@ -455,36 +454,9 @@ func (o *CaptureOptions) Run(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case sig := <-sigs:
-			o.stoppedBy.Store(signalName(sig))
-			cancel()
-		case <-done:
-			return
-		}
-		select {
-		case sig := <-sigs:
-			o.abandon(signalName(sig))
-			os.Exit(130)
-		case <-done:
-		}
-	}()
+	ctx, stop := withInterrupts(ctx, func(sig string) { o.stoppedBy.Store(sig) }, o.abandon)
+	defer stop()
 	return o.run(ctx)
-}
-
-func signalName(sig os.Signal) string {
-	if sig == os.Interrupt {
-		return "Ctrl-C"
-	}
-	return "SIGTERM"
 }
 
 // abandon is the second Ctrl-C: keep what the file holds and say so.
@@ -616,11 +588,3 @@ func startWireshark() (io.WriteCloser, error) {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
-}

@@ -57,7 +57,7 @@ func TestCaptureValidate(t *testing.T) {
 			streams, _, _, _ := genericiooptions.NewTestIOStreams()
 			o := NewCaptureOptions(genericclioptions.NewConfigFlags(true), streams)
 			o.Output = filepath.Join(dir, "web.pcap")
-			o.IsTerminal = func(io.Writer) bool { return tt.terminal }
+			o.IsTerminal = func(any) bool { return tt.terminal }
 			tt.mutate(o)
 			err := o.Validate()
 			got := ""
@@ -179,7 +179,7 @@ func TestWiresharkValidate(t *testing.T) {
 	newOpts := func() *CaptureOptions {
 		o := NewCaptureOptions(genericclioptions.NewConfigFlags(true), streams)
 		o.Wireshark = true
-		o.IsTerminal = func(io.Writer) bool { return true } // a terminal stdout is fine: nothing goes there
+		o.IsTerminal = func(any) bool { return true } // a terminal stdout is fine: nothing goes there
 		return o
 	}
 	t.Setenv("NETDIAG_WIRESHARK", "/nonexistent/wireshark")
@@ -286,7 +286,7 @@ func fileCapture(t *testing.T, out string, ex kube.Executor) (*CaptureOptions, *
 	})
 	o.Namespace, o.Client, o.Executor = "shop", client, ex
 	o.Output = out
-	o.IsTerminal = func(io.Writer) bool { return false }
+	o.IsTerminal = func(any) bool { return false }
 	if err := o.Complete([]string{"pod/web-0"}); err != nil {
 		t.Fatal(err)
 	}

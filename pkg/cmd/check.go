@@ -4,14 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -85,7 +81,7 @@ func (o *CheckOptions) addFlags(cmd *cobra.Command, changes string) {
 // complete finds the namespace and the clients.
 func (o *CheckOptions) complete() error {
 	if o.IsTerminal == nil {
-		o.IsTerminal = streamIsTerminal
+		o.IsTerminal = isTerminal
 	}
 	client, err := o.completeCluster()
 	if err != nil {
@@ -152,14 +148,10 @@ func (o *CheckOptions) run(ctx context.Context, nodes []string, cfg nodeops.Conf
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	// After the first Ctrl-C (pods are being deleted), a second one ends
+	// the plugin at once.
+	ctx, stop := withInterrupts(ctx, nil, nil)
 	defer stop()
-	go func() {
-		// After the first Ctrl-C (pods are being deleted), a second one
-		// ends the plugin at once.
-		<-ctx.Done()
-		stop()
-	}()
 	if !o.SkipPreflight {
 		if err := kube.PreflightNodePods(ctx, o.Client, o.Namespace); err != nil {
 			return err
@@ -218,12 +210,4 @@ func (o *CheckOptions) showDetail(node string, detail []string) {
 	for _, d := range detail {
 		fmt.Fprintf(o.ErrOut, "  %s\n", report.Escape(d))
 	}
-}
-
-func streamIsTerminal(stream any) bool {
-	f, ok := stream.(*os.File)
-	if !ok {
-		return false
-	}
-	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
 }

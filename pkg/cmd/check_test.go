@@ -159,8 +159,8 @@ func TestNodeCheckFlow(t *testing.T) {
 		return lines(helloLine, bridgeDown, conntrackOK, doneLine), nil
 	}}
 	err, _, _, out, _ := nodeCheck(c, ex, false, []string{"node/node-1"}, func(o *NodeCheckOptions) { o.Checks = []string{"bridge", "conntrack"} })
-	if report.ExitCodeOf(err) != 3 {
-		t.Fatalf("exit code %d (%v), want 3", report.ExitCodeOf(err), err)
+	if ExitCode(err) != 3 {
+		t.Fatalf("exit code %d (%v), want 3", ExitCode(err), err)
 	}
 	if err.Error() != "1 check failed on 1 node" {
 		t.Errorf("error %q", err)
@@ -196,8 +196,8 @@ func TestNodeCheckExecFailsPodDeleted(t *testing.T) {
 		return lines(helloLine, bridgeOK), errors.New("stream reset")
 	}}
 	err, _, _, _, _ := nodeCheck(c, ex, false, []string{"node-1"}, nil)
-	if report.ExitCodeOf(err) != 1 || !strings.Contains(err.Error(), "running the helper: stream reset") {
-		t.Fatalf("err %v (exit %d)", err, report.ExitCodeOf(err))
+	if ExitCode(err) != 1 || !strings.Contains(err.Error(), "running the helper: stream reset") {
+		t.Fatalf("err %v (exit %d)", err, ExitCode(err))
 	}
 	if len(c.created) != 1 || len(c.deleted) != 1 {
 		t.Errorf("created %d, deleted %v", len(c.created), c.deleted)
@@ -208,7 +208,7 @@ func TestNodeCheckCutShort(t *testing.T) {
 	c := newFakeCluster("node-1")
 	ex := &replayExec{outputs: func([]string, int) (string, error) { return lines(helloLine, bridgeOK), nil }}
 	err, _, _, _, _ := nodeCheck(c, ex, false, []string{"node-1"}, nil)
-	if report.ExitCodeOf(err) != 1 || err.Error() != "node-1: the helper's report was cut short (no done line)" {
+	if ExitCode(err) != 1 || err.Error() != "node-1: the helper's report was cut short (no done line)" {
 		t.Fatalf("err %v", err)
 	}
 	if len(c.deleted) != 1 {
@@ -569,7 +569,7 @@ func TestNodeFixArgsKeepValues(t *testing.T) {
 	err, _, _, _, _ := nodeCheck(c, ex, false, []string{"node-1"}, func(o *NodeCheckOptions) {
 		o.Fix, o.Yes, o.Bridge = true, true, "--persist-dir=/etc"
 	})
-	if err != nil && report.ExitCodeOf(err) != report.ExitFailed {
+	if err != nil && ExitCode(err) != report.ExitFailed {
 		t.Fatal(err)
 	}
 	var fix []string

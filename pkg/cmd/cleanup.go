@@ -80,7 +80,7 @@ after its last capture; a waiting or terminated one uses no resources.`,
 // Validate checks the flags before anything is read.
 func (o *CleanupOptions) Validate() error {
 	if o.IsTerminal == nil {
-		o.IsTerminal = streamIsTerminal
+		o.IsTerminal = isTerminal
 	}
 	if o.Yes && !o.All {
 		return fmt.Errorf("--yes only goes with --all")

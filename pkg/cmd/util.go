@@ -1,14 +1,20 @@
 package cmd
 
 import (
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mattn/go-isatty"
 
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
@@ -62,9 +68,58 @@ func (c *clusterOptions) completeCluster() (kubernetes.Interface, error) {
 	return client, nil
 }
 
-func joinComma(s []string) string { return strings.Join(s, ",") }
+// isTerminal says whether a stream (In, Out, ErrOut) is a terminal.
+func isTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
+	if !ok {
+		return false
+	}
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
+}
 
-func itoa(n int) string { return strconv.Itoa(n) }
+// withInterrupts makes the first Ctrl-C (or SIGTERM) a graceful stop: ctx
+// is cancelled after first runs. A second one stops at once: second runs,
+// then the plugin exits 130. stop releases the signals.
+func withInterrupts(ctx context.Context, first, second func(sig string)) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			if first != nil {
+				first(signalName(sig))
+			}
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-sigs:
+			if second != nil {
+				second(signalName(sig))
+			}
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() {
+			signal.Stop(sigs)
+			close(done)
+			cancel()
+		})
+	}
+}
+
+func signalName(sig os.Signal) string {
+	if sig == os.Interrupt {
+		return "Ctrl-C"
+	}
+	return "SIGTERM"
+}
 
 // validateHelper checks the flags that choose and start the helper, shared by
 // every command that injects it.

@@ -5,7 +5,6 @@ package report
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -375,17 +374,4 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
-}
-
-// ExitCodeOf is the exit code for err: 0 for nil, the code of an
-// ExitError, 1 otherwise.
-func ExitCodeOf(err error) int {
-	if err == nil {
-		return ExitOK
-	}
-	var ee *ExitError
-	if errors.As(err, &ee) {
-		return ee.Code
-	}
-	return ExitInternal
 }
