@@ -222,7 +222,7 @@ type arpObservation struct {
 	// Wait is the bound the prober waited for answers.
 	Wait time.Duration
 	// Data is the finding's data so far (pod, interface, layout, ...).
-	Data map[string]any
+	Data protocol.ARPData
 }
 
 // needsProbe says the entry does not settle the question.
@@ -258,18 +258,15 @@ func judgeARP(o arpObservation) protocol.Finding {
 	return f
 }
 
-func judgeARPData(o arpObservation) (protocol.Finding, map[string]any) {
+func judgeARPData(o arpObservation) (protocol.Finding, protocol.ARPData) {
 	data := o.Data
-	if data == nil {
-		data = map[string]any{}
-	}
 	if o.Want != "" {
-		data["podMAC"] = o.Want
-		data["podMACFrom"] = o.WantFrom
+		data.PodMAC = o.Want
+		data.PodMACFrom = o.WantFrom
 	}
 	if o.Entry != nil {
-		data["state"] = o.Entry.State
-		data["mac"] = o.Entry.MAC
+		data.State = o.Entry.State
+		data.MAC = ptr(o.Entry.MAC)
 	}
 	f := protocol.Finding{Check: CheckARP, Subject: o.Subject}
 	ip, where := o.IP, o.Where
@@ -277,45 +274,35 @@ func judgeARPData(o arpObservation) (protocol.Finding, map[string]any) {
 	if !o.needsProbe() || o.Probe == nil {
 		f.Severity, f.Message, f.Remedy = judgeEntry(o)
 		if o.needsProbe() && o.NoProbe != "" {
-			data["probe"] = map[string]any{"result": "not-sent", "error": o.NoProbe}
+			data.Probe = &protocol.ARPProbeData{Result: "not-sent", Error: o.NoProbe}
 			f.Message += " (not probed: " + o.NoProbe + ")"
 		}
 		return f, data
 	}
 
 	p, r := *o.Probe, o.Result
-	pd := map[string]any{
-		"protocol":  p.protocolName(),
-		"interface": p.Interface,
-		"sent": map[string]any{
-			"senderMAC": p.SrcMAC.String(),
-			"senderIP":  p.srcIP().String(),
-			"targetIP":  p.Target.String(),
-		},
-		"waitedMilliseconds": r.Waited.Milliseconds(),
-	}
-	data["probe"] = pd
+	pd := &protocol.ARPProbeData{Protocol: p.protocolName(), Interface: p.Interface}
+	data.Probe = pd
 	if r.Err != nil || !r.Sent {
-		pd["result"] = "not-sent"
+		pd.Result = "not-sent"
 		err := "not sent"
 		if r.Err != nil {
 			err = r.Err.Error()
 		}
-		pd["error"] = err
-		delete(pd, "sent")
-		delete(pd, "waitedMilliseconds")
+		pd.Error = err
 		f.Severity, f.Message, f.Remedy = judgeEntry(o)
 		f.Message += fmt.Sprintf(" (the %s could not be sent on %s: %s)", p.short(), p.Interface, err)
 		return f, data
 	}
-	replies := make([]map[string]any, 0, len(r.Replies))
+	pd.Sent = &protocol.ARPProbeSent{SenderMAC: p.SrcMAC.String(), SenderIP: p.srcIP().String(), TargetIP: p.Target.String()}
+	pd.WaitedMilliseconds = ptr(r.Waited.Milliseconds())
+	pd.Replies = make([]protocol.ARPReply, 0, len(r.Replies))
 	for _, x := range r.Replies {
-		replies = append(replies, map[string]any{"mac": x.MAC.String(), "rttMicroseconds": x.RTT.Microseconds()})
+		pd.Replies = append(pd.Replies, protocol.ARPReply{MAC: x.MAC.String(), RTTMicroseconds: x.RTT.Microseconds()})
 	}
-	pd["replies"] = replies
 	if len(r.Replies) > 0 {
-		pd["replyMAC"] = r.Replies[0].MAC.String()
-		pd["rttMicroseconds"] = r.Replies[0].RTT.Microseconds()
+		pd.ReplyMAC = r.Replies[0].MAC.String()
+		pd.RTTMicroseconds = ptr(r.Replies[0].RTT.Microseconds())
 	}
 
 	var match *neighReply
@@ -344,7 +331,7 @@ func judgeARPData(o arpObservation) (protocol.Finding, map[string]any) {
 	}
 	switch {
 	case len(r.Replies) == 0:
-		pd["result"] = "no-reply"
+		pd.Result = "no-reply"
 		f.Severity = protocol.SeverityFail
 		f.Message = fmt.Sprintf("no reply within %s to %s, sent on %s from %s", orDuration(o.Wait, r.Waited.Round(time.Millisecond)), p.describe(), p.Interface, p.SrcMAC)
 		if o.Want != "" {
@@ -353,18 +340,18 @@ func judgeARPData(o arpObservation) (protocol.Finding, map[string]any) {
 		f.Message += "; " + o.entryNote()
 		f.Remedy = "check that " + why
 	case o.Want == "" && len(r.Replies) == 1:
-		pd["result"] = "reply"
+		pd.Result = "reply"
 		f.Severity = protocol.SeverityOK
 		f.Message = fmt.Sprintf("%s on %s answered by %s in %s; %s (the pod's eth0 MAC is unknown, not compared: %s)", p.short(), p.Interface, r.Replies[0].MAC, fmtRTT(r.Replies[0].RTT), o.entryNote(), orText(o.WantUnknown, "no pod UID"))
 	case match != nil && len(others) == 0:
-		pd["result"] = "match"
+		pd.Result = "match"
 		f.Severity = protocol.SeverityOK
 		f.Message = fmt.Sprintf("%s on %s answered by the pod's eth0 (%s) in %s; %s", p.short(), p.Interface, match.MAC, fmtRTT(match.RTT), o.entryNote())
 		if o.Entry != nil && o.Entry.MAC != "" && !sameMAC(o.Entry.MAC, o.Want) {
 			f.Message += fmt.Sprintf(" with MAC %s, from an earlier interface with this IP", o.Entry.MAC)
 		}
 	case match != nil || o.Want == "":
-		pd["result"] = "conflict"
+		pd.Result = "conflict"
 		f.Severity = protocol.SeverityFail
 		if match != nil {
 			f.Message = fmt.Sprintf("%s on %s was answered by the pod's eth0 (%s) and also by %s: several interfaces claim %s", p.describe(), p.Interface, match.MAC, macList(others), ip)
@@ -373,7 +360,7 @@ func judgeARPData(o arpObservation) (protocol.Finding, map[string]any) {
 		}
 		f.Remedy = findOther(others[len(others)-1].MAC) + fmt.Sprintf("; until then traffic for %s goes to whichever answered last", ip)
 	default:
-		pd["result"] = "other-mac"
+		pd.Result = "other-mac"
 		f.Severity = protocol.SeverityFail
 		f.Message = fmt.Sprintf("%s on %s was answered by %s in %s, but the pod's eth0 has %s: another interface claims %s and the pod did not answer", p.describe(), p.Interface, macList(others), fmtRTT(others[0].RTT), o.Want, ip)
 		f.Remedy = findOther(others[0].MAC) + "; then check that " + why
@@ -429,4 +416,156 @@ func judgeEntry(o arpObservation) (protocol.Severity, string, string) {
 	default:
 		return protocol.SeverityOK, fmt.Sprintf("neighbour entry for %s on %s: %s %s", ip, where, e.MAC, e.State), ""
 	}
+}
+
+// observeARP finds, in the snapshot, the interface the node reaches the pod
+// through (the veth of a /32 route, else the bridge br), the pod's
+// neighbour entry on it, the MAC of the pod's eth0, and the probe to send
+// when the entry does not settle the question (nil Probe and a NoProbe
+// reason when none can be).
+func observeARP(s *netSnapshot, t PodInfo, br *snapLink) (arpObservation, error) {
+	o := arpObservation{Subject: t.Label(), IP: t.IP, Where: "any interface"}
+	o.Data = protocol.ARPData{Pod: t.Label(), PodIP: t.IP.String()}
+	if s.RoutesErr != nil {
+		return o, fmt.Errorf("listing routes: %w", s.RoutesErr)
+	}
+	link := s.hostRouteVeth(t.IP)
+	switch {
+	case link != nil:
+		o.Routed = true
+		o.Data.Layout = "routed"
+	case br != nil:
+		link = br
+		o.Data.Layout = "bridge"
+	}
+	idx := 0
+	if link != nil {
+		idx, o.Where = link.Index, link.Name
+	}
+	o.Data.Interface = o.Where
+
+	if s.NeighErr != nil {
+		return o, fmt.Errorf("listing neighbours: %w", s.NeighErr)
+	}
+	if n := s.neighbour(idx, t.IP); n != nil {
+		o.Entry = &neighEntry{State: n.State, MAC: n.MAC}
+		if link == nil {
+			if l := s.link(n.LinkIndex); l != nil {
+				o.Where = l.Name
+				o.Data.Interface = o.Where
+			}
+		}
+	}
+
+	if t.UID != "" {
+		if pn := s.pod(t.UID); pn.ok() && pn.MAC != "" {
+			o.Want, o.WantFrom = pn.MAC, "pod-netns"
+		} else if !pn.ok() {
+			o.Data.PodNetnsError = pn.Err
+			o.WantUnknown = pn.Err
+		}
+	} else {
+		o.WantUnknown = "no pod UID to find the pod's network namespace"
+	}
+	if o.Want == "" && t.MAC != "" {
+		o.Want, o.WantFrom = t.MAC, "caller"
+	}
+
+	if !o.needsProbe() {
+		return o, nil
+	}
+	if link == nil {
+		o.NoProbe = "no bridge and no /32 route via a veth to send it on"
+		return o, nil
+	}
+	mac, err := net.ParseMAC(link.MAC)
+	if err != nil || len(mac) != 6 {
+		o.NoProbe = fmt.Sprintf("%s has no Ethernet MAC address", o.Where)
+		return o, nil
+	}
+	o.Probe = &neighProbe{
+		Ifindex: idx, Interface: o.Where, SrcMAC: mac, Target: t.IP,
+		SrcIP: probeSource(link, t.IP),
+	}
+	return o, nil
+}
+
+// probeSource is the sender address of a probe on link: the link's address
+// whose subnet holds the target, else (IPv6) its link-local address, else
+// its first address; nil (0.0.0.0 or ::) when it has none.
+func probeSource(link *snapLink, target net.IP) net.IP {
+	ta := addrOf(target)
+	var first, linkLocal net.IP
+	for _, p := range link.Addrs {
+		a := p.Addr().Unmap()
+		if a.Is4() != ta.Is4() {
+			continue
+		}
+		ip := net.IP(a.AsSlice())
+		if a.IsLinkLocalUnicast() {
+			if linkLocal == nil {
+				linkLocal = ip
+			}
+			continue
+		}
+		if p.Contains(ta) {
+			return ip
+		}
+		if first == nil {
+			first = ip
+		}
+	}
+	if !ta.Is4() && linkLocal != nil {
+		return linkLocal
+	}
+	if first != nil {
+		return first
+	}
+	return linkLocal
+}
+
+// judgeARPs observes every target with an IP (the probes are sent by
+// probe, which fills each observation's Result) and judges them; without
+// any, the check is skipped.
+func judgeARPs(ctx context.Context, s *netSnapshot, cfg Config, probe func(context.Context, []neighProbe) []probeResult) ([]protocol.Finding, error) {
+	br, err := s.findBridge(cfg.Bridge)
+	if err != nil {
+		return nil, fmt.Errorf("arp: %w", err)
+	}
+	var obs []arpObservation
+	for _, t := range cfg.targets() {
+		if t.IP == nil {
+			continue
+		}
+		o, err := observeARP(s, t, br)
+		if err != nil {
+			return nil, fmt.Errorf("arp: %w", err)
+		}
+		obs = append(obs, o)
+	}
+	if len(obs) == 0 {
+		return []protocol.Finding{skipped(CheckARP, "needs the node's pods (--pods-json or --pod) or --pod-ip")}, nil
+	}
+	var probes []neighProbe
+	var which []int
+	for i := range obs {
+		if obs[i].Probe != nil {
+			probes = append(probes, *obs[i].Probe)
+			which = append(which, i)
+		}
+	}
+	if len(probes) > 0 {
+		results := probe(ctx, probes)
+		for k, i := range which {
+			obs[i].Wait = cfg.ARPWait
+			if k < len(results) {
+				obs[i].Result = results[k]
+			}
+		}
+	}
+	out := make([]protocol.Finding, 0, len(obs))
+	for _, o := range obs {
+		out = append(out, judgeARP(o))
+	}
+	return out, nil
 }

@@ -345,7 +345,7 @@ func TestJudgeARP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.obs.Data = map[string]any{"pod": "shop/web"}
+			tt.obs.Data = protocol.ARPData{Pod: "shop/web"}
 			f := judgeARP(tt.obs)
 			if f.Check != CheckARP || f.Subject != "shop/web" || f.Severity != tt.sev || f.Message != tt.msg {
 				t.Errorf("got %s %q\nwant %s %q", f.Severity, f.Message, tt.sev, tt.msg)

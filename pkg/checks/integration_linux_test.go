@@ -612,5 +612,8 @@ func routedPod(t *testing.T, mtu int) (node, pod *testNS, hostVeth netlink.Link)
 	must(t, pod.h.LinkSetUp(pe), "pod eth0 up")
 	_, dst, _ := net.ParseCIDR("198.51.100.10/32")
 	must(t, node.h.RouteAdd(&netlink.Route{LinkIndex: hv.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}), "pod route")
+	// The carrier comes a moment after both ends are up: until then the
+	// veth check rightly calls vethr0 down.
+	waitOperUp(t, node, "vethr0")
 	return node, pod, hv
 }

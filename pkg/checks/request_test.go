@@ -1,7 +1,9 @@
 package checks
 
 import (
+	"encoding/json"
 	"io"
+	"testing"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
@@ -22,4 +24,18 @@ func parseFixFlags(args []string, stdin io.Reader, usage io.Writer) (FixConfig, 
 		return FixConfig{}, err
 	}
 	return FixConfigFrom(req)
+}
+
+// asJSON is v as the plugin sees it: JSON decoded into a map.
+func asJSON(t *testing.T, v any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

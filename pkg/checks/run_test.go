@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -33,18 +32,6 @@ func runChecks(t *testing.T, cfg Config) []protocol.Finding {
 }
 
 // asJSON round-trips data the way the plugin sees it.
-func asJSON(t *testing.T, v any) map[string]any {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 func conntrackConfig(kmsg string) Config {
 	return Config{
