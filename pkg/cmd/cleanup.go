@@ -4,17 +4,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"sort"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/utils/ptr"
 
-	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/nodeops"
 )
 
 const cleanupExample = `  # Delete node-debug pods left behind in every namespace, list netdiag containers
@@ -91,13 +87,6 @@ func (o *CleanupOptions) Validate() error {
 	return nil
 }
 
-// nodePod is one node-debug pod and what cleanup makes of it.
-type nodePod struct {
-	pod  *corev1.Pod
-	live bool
-	why  string
-}
-
 // Run deletes the plugin's pods left behind and reports its ephemeral
 // containers.
 func (o *CleanupOptions) Run(ctx context.Context) error {
@@ -105,61 +94,38 @@ func (o *CleanupOptions) Run(ctx context.Context) error {
 		ctx = context.Background()
 	}
 	ns := o.Namespace
-	where := fmt.Sprintf("namespace %q", ns)
 	if o.AllNamespaces {
-		ns, where = metav1.NamespaceAll, "any namespace"
+		ns = metav1.NamespaceAll
 	}
-	pods, err := o.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-	switch {
-	case apierrors.IsForbidden(err):
-		return fmt.Errorf("you need `list` on `pods` in %s (check with: kubectl auth can-i list pods%s) (error from server: %v)", where, canINamespace(o.AllNamespaces, ns), err)
-	case err != nil:
-		return fmt.Errorf("listing pods: %w", err)
+	l, err := nodeops.FindLeftovers(ctx, o.Client, ns)
+	if err != nil {
+		return err
 	}
-	items := pods.Items
-	sort.Slice(items, func(i, j int) bool {
-		return items[i].Namespace+"/"+items[i].Name < items[j].Namespace+"/"+items[j].Name
-	})
-	var leftover, live []nodePod
-	containers := 0
-	for i := range items {
-		p := &items[i]
-		if p.Labels[kube.ManagedByLabel] == kube.ManagedByValue {
-			isLive, why := nodePodState(p)
-			if isLive {
-				live = append(live, nodePod{p, true, why})
-			} else {
-				leftover = append(leftover, nodePod{p, false, why})
-			}
-			continue
-		}
-		for _, line := range netdiagContainers(p) {
-			fmt.Fprintf(o.Out, "pod %s/%s: %s\n", p.Namespace, p.Name, line)
-			containers++
-		}
+	for _, c := range l.Containers {
+		fmt.Fprintf(o.Out, "pod %s/%s: %s\n", c.Namespace, c.Pod, c.Text)
 	}
-	if containers > 0 {
+	if len(l.Containers) > 0 {
 		fmt.Fprintf(o.Out, "(ephemeral containers cannot be removed from a pod; a waiting or terminated one uses no resources)\n")
 	}
-	for _, np := range leftover {
+	for _, np := range l.Ended {
 		if err := o.delete(ctx, np); err != nil {
 			return err
 		}
 	}
 	deleteLive := false
-	if o.All && len(live) > 0 && !o.DryRun {
+	if o.All && len(l.Live) > 0 && !o.DryRun {
 		deleteLive = o.Yes
 		if !o.Yes {
-			for _, np := range live {
-				fmt.Fprintf(o.ErrOut, "  %s/%s (node %s): %s\n", np.pod.Namespace, np.pod.Name, np.pod.Spec.NodeName, np.why)
+			for _, np := range l.Live {
+				fmt.Fprintf(o.ErrOut, "  %s/%s (node %s): %s\n", np.Pod.Namespace, np.Pod.Name, np.Pod.Spec.NodeName, np.Why)
 			}
-			deleteLive, err = askYesNo(ctx, bufio.NewReader(o.In), o.ErrOut, fmt.Sprintf("Delete these %d node-debug pods in use? The captures and checks using them stop.", len(live)))
+			deleteLive, err = askYesNo(ctx, bufio.NewReader(o.In), o.ErrOut, fmt.Sprintf("Delete these %d node-debug pods in use? The captures and checks using them stop.", len(l.Live)))
 			if err != nil {
 				return err
 			}
 		}
 	}
-	for _, np := range live {
+	for _, np := range l.Live {
 		if (o.All && o.DryRun) || deleteLive {
 			if err := o.delete(ctx, np); err != nil {
 				return err
@@ -171,119 +137,24 @@ func (o *CleanupOptions) Run(ctx context.Context) error {
 			hint = ""
 		}
 		fmt.Fprintf(o.Out, "left pod %s/%s (node %s): live, %s (a capture or check in progress, maybe another user's%s)\n",
-			np.pod.Namespace, np.pod.Name, np.pod.Spec.NodeName, np.why, hint)
+			np.Pod.Namespace, np.Pod.Name, np.Pod.Spec.NodeName, np.Why, hint)
 	}
-	if len(leftover) == 0 && len(live) == 0 && containers == 0 {
-		fmt.Fprintf(o.Out, "nothing left by kubectl netdiag in %s\n", where)
+	if len(l.Ended) == 0 && len(l.Live) == 0 && len(l.Containers) == 0 {
+		fmt.Fprintf(o.Out, "nothing left by kubectl netdiag in %s\n", l.Where)
 	}
 	return nil
 }
 
-func (o *CleanupOptions) delete(ctx context.Context, np nodePod) error {
-	p := np.pod
+func (o *CleanupOptions) delete(ctx context.Context, np nodeops.NodePod) error {
+	p := np.Pod
 	if o.DryRun {
-		fmt.Fprintf(o.Out, "would delete pod %s/%s (node %s): %s\n", p.Namespace, p.Name, p.Spec.NodeName, np.why)
+		fmt.Fprintf(o.Out, "would delete pod %s/%s (node %s): %s\n", p.Namespace, p.Name, p.Spec.NodeName, np.Why)
 		return nil
 	}
-	err := o.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil // gone meanwhile
-	case apierrors.IsForbidden(err):
-		return fmt.Errorf("you need `delete` on `pods` in namespace %q to delete %s (check with: kubectl auth can-i delete pods -n %s)", p.Namespace, p.Name, p.Namespace)
-	case err != nil:
-		return fmt.Errorf("deleting pod %s/%s: %w", p.Namespace, p.Name, err)
+	deleted, err := nodeops.DeleteNodePod(ctx, o.Client, np)
+	if err != nil || !deleted {
+		return err
 	}
-	fmt.Fprintf(o.Out, "deleted pod %s/%s (node %s): %s\n", p.Namespace, p.Name, p.Spec.NodeName, np.why)
+	fmt.Fprintf(o.Out, "deleted pod %s/%s (node %s): %s\n", p.Namespace, p.Name, p.Spec.NodeName, np.Why)
 	return nil
-}
-
-// nodePodState says whether a node-debug pod is live (a plugin uses it:
-// its readiness probe, `netdiag-helper active`, sees a keepalive, capture,
-// check or fix running in it), and why in words.
-func nodePodState(p *corev1.Pod) (bool, string) {
-	if p.DeletionTimestamp != nil {
-		return false, "being deleted"
-	}
-	var st *corev1.ContainerStatus
-	for i := range p.Status.ContainerStatuses {
-		if p.Status.ContainerStatuses[i].Name == kube.NodeContainerName {
-			st = &p.Status.ContainerStatuses[i]
-		}
-	}
-	switch p.Status.Phase {
-	case corev1.PodSucceeded, corev1.PodFailed:
-		why := "ended (" + string(p.Status.Phase)
-		if p.Status.Reason != "" {
-			why += ": " + p.Status.Reason
-		}
-		return false, why + ")"
-	case corev1.PodRunning:
-		if st == nil || st.State.Running == nil {
-			return false, "its helper is not running any more"
-		}
-		if st.Ready {
-			return true, "running its helper"
-		}
-		return false, "idle: no plugin uses it any more (it ends by itself within a minute)"
-	case corev1.PodPending:
-		if st != nil && st.State.Waiting != nil && st.State.Waiting.Reason != "" {
-			return false, "its helper is not running (" + st.State.Waiting.Reason + ")"
-		}
-		return false, "its helper is not running (Pending)"
-	}
-	return false, fmt.Sprintf("its helper is not running (phase %q)", orUnknown(string(p.Status.Phase)))
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "Unknown"
-	}
-	return s
-}
-
-// netdiagContainers describes each netdiag ephemeral container of the pod,
-// whatever its state.
-func netdiagContainers(p *corev1.Pod) []string {
-	statuses := map[string]corev1.ContainerStatus{}
-	for _, st := range p.Status.EphemeralContainerStatuses {
-		statuses[st.Name] = st
-	}
-	var out []string
-	for i := range p.Spec.EphemeralContainers {
-		ec := &p.Spec.EphemeralContainers[i]
-		if !kube.IsNetdiagContainer(ec) {
-			continue
-		}
-		st, ok := statuses[ec.Name]
-		var state string
-		switch {
-		case !ok:
-			state = "waiting (not yet reported by the kubelet)"
-		case st.State.Running != nil:
-			state = fmt.Sprintf("running (its helper exits %s after its last capture)", kube.IdleTimeout)
-		case st.State.Waiting != nil:
-			state = "waiting (" + orDefault(st.State.Waiting.Reason, "no reason given") + ")"
-		case st.State.Terminated != nil:
-			state = "terminated"
-		default:
-			state = "state unknown"
-		}
-		out = append(out, fmt.Sprintf("netdiag container %s (image %s): %s", ec.Name, ec.Image, state))
-	}
-	return out
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-func canINamespace(all bool, ns string) string {
-	if all {
-		return " --all-namespaces"
-	}
-	return " -n " + ns
 }
