@@ -5,6 +5,7 @@ package cmd
 import (
 	"errors"
 	"flag"
+	"io"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -40,7 +41,8 @@ packages to install on nodes.`,
 	cmd.SetErr(streams.ErrOut)
 
 	addConfigFlags(configFlags, cmd.PersistentFlags())
-	addKlogFlags(cmd.PersistentFlags())
+	quietLogs := addKlogFlags(cmd.PersistentFlags())
+	cmd.PersistentPreRun = func(*cobra.Command, []string) { quietLogs() }
 
 	cmd.AddCommand(NewCmdVersion(streams))
 	cmd.AddCommand(NewCmdCapture(configFlags, streams))
@@ -69,8 +71,12 @@ func addConfigFlags(configFlags *genericclioptions.ConfigFlags, fs *pflag.FlagSe
 	})
 }
 
-// addKlogFlags adds klog's flags, all hidden except -v.
-func addKlogFlags(fs *pflag.FlagSet) {
+// addKlogFlags adds klog's flags, all hidden except -v. The function it
+// returns, run once the flags are parsed, keeps the libraries' log lines
+// (client-go's "Websocket Ping failed", "Unhandled Error", ...) off the
+// terminal below -v=2: the plugin says in one sentence what a failure
+// means, and the raw lines show with -v.
+func addKlogFlags(fs *pflag.FlagSet) (quiet func()) {
 	gofs := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(gofs)
 	gofs.VisitAll(func(f *flag.Flag) {
@@ -83,6 +89,17 @@ func addKlogFlags(fs *pflag.FlagSet) {
 		}
 		fs.AddFlag(pf)
 	})
+	return func() {
+		if klog.V(2).Enabled() {
+			_ = gofs.Set("logtostderr", "true")
+			return
+		}
+		// Not to stderr, and not to files: to nowhere.
+		_ = gofs.Set("logtostderr", "false")
+		_ = gofs.Set("alsologtostderr", "false")
+		_ = gofs.Set("stderrthreshold", "FATAL")
+		klog.SetOutput(io.Discard)
+	}
 }
 
 // ExitCoder is an error that carries the process exit code.
