@@ -166,6 +166,21 @@ stop_daemon() {
   rm -f "${RUN_DIR}/${name}.pid"
 }
 
+# close_fds: close every file descriptor above 2 of the current (sub)shell.
+# Call it in the subshell that execs a daemon, so the daemon does not keep
+# what its starter had open, e.g. flock(1)'s lock when a cluster script runs
+# under `flock /tmp/netdiag-e2e.lock ...` (a daemon holding it would block
+# every later e2e run):
+#   ( close_fds; exec setsid CMD... ) >>LOG 2>&1 </dev/null &
+close_fds() {
+  local fd
+  for fd in /proc/"${BASHPID}"/fd/*; do
+    fd="${fd##*/}"
+    [[ "${fd}" =~ ^[0-9]+$ ]] && ((fd > 2)) && eval "exec ${fd}>&-" 2>/dev/null
+  done
+  return 0
+}
+
 # foreign_kubelet: prints the pid of a kubelet that is not ours, if any.
 foreign_kubelet() {
   local f pid cmd

@@ -76,7 +76,9 @@ start_daemon() {
   local name="$1" pid
   shift
   log "starting ${name}"
-  setsid "$@" >>"${LOG_DIR}/${name}.log" 2>&1 </dev/null &
+  # close_fds: a daemon must not keep what up.sh had open (flock's lock
+  # when up.sh runs under `flock /tmp/netdiag-e2e.lock`).
+  ( close_fds; exec setsid "$@" ) >>"${LOG_DIR}/${name}.log" 2>&1 </dev/null &
   pid=$!
   echo "${pid}" >"${RUN_DIR}/${name}.pid"
   sleep 0.1
