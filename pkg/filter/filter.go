@@ -137,8 +137,12 @@ var otherKeywords = []string{
 	"rset", "ruleset", "srnr", "subrulenum", "action", "fisu", "lssu", "lsu", "sio", "opc", "dpc",
 	"sls", "hfisu", "hlssu", "hmsu", "hsio", "hopc", "hdpc", "hsls", "type", "subtype", "direction",
 	"dir", "addr1", "address1", "addr2", "address2", "addr3", "address3", "addr4", "address4",
-	"ra", "ta", "vxlan",
+	"ra", "ta", "msu",
 }
+
+// versionWords are names in the helper's libpcap (1.10.3) and keywords in
+// newer ones: a filter with one is left to libpcap.
+var versionWords = []string{"vxlan"}
 
 // numericNames are constants libpcap turns into numbers.
 var numericNames = []string{
@@ -266,48 +270,246 @@ func tokenize(s string) ([]token, bool) {
 	return toks, true
 }
 
-// classifyWord classifies the longest prefix of w that makes a token and
-// returns its length.
+// classifyWord returns the token libpcap's scanner reads at the start of w
+// (a run of letters, digits, - _ . and :) and its length. Like flex, it
+// takes the longest match, and on a tie the rule first in libpcap's
+// scanner: keywords, MAC address, number, IPv4 address, IPv6 address,
+// malformed MAC address, name. Whitespace is not needed between tokens:
+// "host::0.0.0.0and port 1" is host, ::0.0.0.0, and, port, 1.
 func classifyWord(w string) (token, int, bool) {
-	if strings.Contains(w, ":") {
-		if ip := net.ParseIP(w); ip != nil && ip.To4() == nil {
-			return token{kind: tHID6, text: w}, len(w), true
+	if len(w) > 256 {
+		return token{}, 0, false // not a filter a person writes
+	}
+	kw := 0
+	for k := range keywords {
+		if len(k) > kw && strings.HasPrefix(w, k) {
+			kw = len(k)
 		}
-		if isMAC(w) {
-			return token{kind: tEID, text: w}, len(w), true
+	}
+	for _, k := range []string{"and", "or", "not"} {
+		if len(k) > kw && strings.HasPrefix(w, k) {
+			kw = len(k)
 		}
-		// A word before a colon, as in ip[2:2].
-		k := strings.IndexByte(w, ':')
-		if k == 0 {
+	}
+	mac, num, hid, v6, bogus, id := macLen(w), numLen(w), hidLen(w), v6Len(w), bogusMACLen(w), idLen(w)
+	best := max(kw, mac, num, hid, v6, bogus, id)
+	switch {
+	case best == 0:
+		if w[0] == ':' {
 			return token{kind: tColon, text: ":"}, 1, true
 		}
-		w = w[:k]
+		return token{}, 0, false // libpcap: illegal character
+	case kw == best:
+		t := w[:kw]
+		switch t {
+		case "and":
+			return token{kind: tAnd, text: t}, kw, true
+		case "or":
+			return token{kind: tOr, text: t}, kw, true
+		case "not":
+			return token{kind: tNot, text: t}, kw, true
+		}
+		return token{kind: tKey, text: t, cls: keywords[t]}, kw, true
+	case mac == best:
+		return token{kind: tEID, text: w[:mac]}, mac, true
+	case num == best:
+		return token{kind: tNum, text: w[:num]}, num, true
+	case hid == best:
+		t := w[:hid]
+		if strings.Contains(t, "x") || strings.Contains(t, "X") {
+			// 0x1.2: libpcap reads it as an IPv4 address, the
+			// checker does not judge it.
+			return token{kind: tID, text: t}, hid, true
+		}
+		return token{kind: tHID, text: t}, hid, true
+	case v6 == best:
+		// Any IPv6 address, IPv4-mapped (::ffff:10.0.0.1) and
+		// IPv4-compatible (::10.0.0.1) ones included. One libpcap's
+		// resolver refuses ("bogus IPv6 address") is left to it.
+		if net.ParseIP(w[:v6]) == nil {
+			return token{}, 0, false
+		}
+		return token{kind: tHID6, text: w[:v6]}, v6, true
+	case bogus == best:
+		return token{}, 0, false // libpcap: "bogus ethernet address"
 	}
-	switch {
-	case keywords[w] != kNone:
-		return token{kind: tKey, text: w, cls: keywords[w]}, len(w), true
-	case w == "and":
-		return token{kind: tAnd, text: w}, len(w), true
-	case w == "or":
-		return token{kind: tOr, text: w}, len(w), true
-	case w == "not":
-		return token{kind: tNot, text: w}, len(w), true
-	case isNumericName(w):
-		return token{kind: tNum, text: w}, len(w), true
-	case isNumber(w):
-		return token{kind: tNum, text: w}, len(w), true
-	case isHID(w):
-		return token{kind: tHID, text: w}, len(w), true
-	case isMAC(w):
-		return token{kind: tEID, text: w}, len(w), true
+	t := w[:id]
+	for _, v := range versionWords {
+		if t == v {
+			return token{}, 0, false
+		}
 	}
-	// A name: libpcap's IDs start with a letter or digit and do not end
-	// with - or _. Anything else is left to libpcap.
-	first, last := w[0], w[len(w)-1]
-	if first == '_' || first == '-' || first == '.' || last == '-' || last == '_' {
-		return token{}, 0, false
+	if isNumericName(t) {
+		return token{kind: tNum, text: t}, id, true
 	}
-	return token{kind: tID, text: w}, len(w), true
+	return token{kind: tID, text: t}, id, true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// hexRun is the number of hex digits at the start of s.
+func hexRun(s string) int {
+	n := 0
+	for n < len(s) && isHex(s[n]) {
+		n++
+	}
+	return n
+}
+
+// idLen: a name, [A-Za-z0-9]([-_.A-Za-z0-9]*[.A-Za-z0-9])?
+func idLen(w string) int {
+	if w == "" || !isAlnum(w[0]) {
+		return 0
+	}
+	n, end := 1, 1
+	for n < len(w) && (isAlnum(w[n]) || w[n] == '-' || w[n] == '_' || w[n] == '.') {
+		n++
+		if c := w[n-1]; isAlnum(c) || c == '.' {
+			end = n
+		}
+	}
+	return end
+}
+
+// numLen: [0-9]+ or 0x[0-9A-Fa-f]+.
+func numLen(w string) int {
+	if len(w) > 2 && w[0] == '0' && (w[1] == 'x' || w[1] == 'X') && isHex(w[2]) {
+		return 2 + hexRun(w[2:])
+	}
+	n := 0
+	for n < len(w) && w[n] >= '0' && w[n] <= '9' {
+		n++
+	}
+	return n
+}
+
+// hidLen: N.N, N.N.N or N.N.N.N.
+func hidLen(w string) int {
+	n := numLen(w)
+	if n == 0 {
+		return 0
+	}
+	end, parts := 0, 1
+	for parts < 4 && n < len(w) && w[n] == '.' {
+		m := numLen(w[n+1:])
+		if m == 0 {
+			break
+		}
+		n += 1 + m
+		parts++
+		end = n
+	}
+	return end
+}
+
+// macLen: aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aa.bb.cc.dd.ee.ff (one or
+// two hex digits each), aabb.ccdd.eeff or aabbccddeeff.
+func macLen(w string) int {
+	best := 0
+	for _, sep := range []byte{':', '-', '.'} {
+		n := 0
+		for g := 0; g < 6; g++ {
+			h := min(hexRun(w[n:]), 2)
+			if h == 0 || g < 5 && (n+h >= len(w) || w[n+h] != sep) {
+				n = 0
+				break
+			}
+			n += h
+			if g < 5 {
+				n++
+			}
+		}
+		best = max(best, n)
+	}
+	if len(w) >= 14 && hexRun(w) >= 4 && w[4] == '.' && hexRun(w[5:]) >= 4 && w[9] == '.' && hexRun(w[10:]) >= 4 {
+		best = max(best, 14)
+	}
+	if hexRun(w) >= 12 {
+		best = max(best, 12)
+	}
+	return best
+}
+
+// bogusMACLen: what libpcap reads as a malformed MAC address, hex pairs
+// each followed by colons, at least two: 1:2: or aa::bb:.
+func bogusMACLen(w string) int {
+	n, groups := 0, 0
+	for {
+		h := hexRun(w[n:])
+		if h == 0 || h > 2 && (n+2 >= len(w) || w[n+2] != ':') {
+			break
+		}
+		h = min(h, 2)
+		c := 0
+		for n+h+c < len(w) && w[n+h+c] == ':' {
+			c++
+		}
+		if c == 0 {
+			break
+		}
+		n += h + c
+		groups++
+	}
+	if groups < 2 {
+		return 0
+	}
+	return n
+}
+
+// v6Len: the longest prefix of w in one of the IPv6 forms of libpcap's
+// scanner (eight groups of one to four hex digits, or fewer around one ::,
+// the last two maybe as a dotted quad of numbers).
+func v6Len(w string) int {
+	n := 0
+	for n < len(w) && (isHex(w[n]) || w[n] == ':' || w[n] == '.' || w[n] == 'x' || w[n] == 'X') {
+		n++
+	}
+	if !strings.Contains(w[:n], ":") {
+		return 0
+	}
+	for ; n > 1; n-- {
+		if isV6Form(w[:n]) {
+			return n
+		}
+	}
+	return 0
+}
+
+func isV6Form(w string) bool {
+	groups := func(part string) (int, bool) {
+		if part == "" {
+			return 0, true
+		}
+		gs := strings.Split(part, ":")
+		count := 0
+		for i, g := range gs {
+			if i == len(gs)-1 && strings.Contains(g, ".") {
+				if hidLen(g) != len(g) || strings.Count(g, ".") != 3 {
+					return 0, false
+				}
+				count += 2
+				continue
+			}
+			if len(g) < 1 || len(g) > 4 || hexRun(g) != len(g) {
+				return 0, false
+			}
+			count++
+		}
+		return count, true
+	}
+	head, tail, double := strings.Cut(w, "::")
+	if !double {
+		n, ok := groups(w)
+		return ok && n == 8
+	}
+	if strings.Contains(tail, "::") || strings.Contains(head, ".") {
+		return false
+	}
+	h, ok1 := groups(head)
+	t, ok2 := groups(tail)
+	return ok1 && ok2 && h+t <= 7
 }
 
 func isNumber(w string) bool {
@@ -328,46 +530,6 @@ func isNumber(w string) bool {
 		}
 	}
 	return w != ""
-}
-
-// isHID: N.N, N.N.N or N.N.N.N with decimal N.
-func isHID(w string) bool {
-	parts := strings.Split(w, ".")
-	if len(parts) < 2 || len(parts) > 4 {
-		return false
-	}
-	for _, p := range parts {
-		if p == "" {
-			return false
-		}
-		for i := 0; i < len(p); i++ {
-			if p[i] < '0' || p[i] > '9' {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func isMAC(w string) bool {
-	groups := func(sep string, n, width int) bool {
-		parts := strings.Split(w, sep)
-		if len(parts) != n {
-			return false
-		}
-		for _, p := range parts {
-			if len(p) < 1 || len(p) > width {
-				return false
-			}
-			for i := 0; i < len(p); i++ {
-				if !isHex(p[i]) {
-					return false
-				}
-			}
-		}
-		return true
-	}
-	return groups(":", 6, 2) || groups("-", 6, 2) || groups(".", 6, 2) || groups(".", 3, 4)
 }
 
 // ---- parser ----
@@ -893,6 +1055,11 @@ func (p *parser) parseUnary() error {
 			n := p.next()
 			if n.kind != tNum {
 				return p.errAt(n, "expected a size (1, 2 or 4) after :")
+			}
+			if !isNumber(n.text) {
+				// A named constant (tcp-syn, icmpcode): libpcap
+				// knows its value.
+				return unsureError{"named size"}
 			}
 			if v, err := parseNum(n.text); err != nil || (v != 1 && v != 2 && v != 4) {
 				return p.errAt(n, "the size after : must be 1, 2 or 4")

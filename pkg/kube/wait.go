@@ -11,9 +11,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/klog/v2"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 )
 
 // failingWaitReasons are waiting reasons that will not fix themselves in time
@@ -52,96 +54,119 @@ func WaitForContainerRunning(ctx context.Context, client kubernetes.Interface, n
 // an error that waiting will not fix.
 type runningFunc func(pod *corev1.Pod, container string) (bool, string, error)
 
+// waitRunning waits with client-go's watch tools (UntilWithSync: an
+// informer on the one pod, which relists and rewatches by itself when a
+// watch expires or breaks) until isRunning says done, says it cannot get
+// there, or the pod goes away.
+//
+// Its list is a Get of the pod, so the wait needs get and watch on pods (as
+// CaptureAccess checks), not list; its watch selects the pod by name. An
+// API error waiting will not fix (the first Get, a refused watch) ends the
+// wait at once with that error, as a deleted pod does; client-go would
+// otherwise retry it, and log it on the user's terminal, until the timeout.
 func waitRunning(ctx context.Context, client kubernetes.Interface, namespace, podName, container string, timeout time.Duration, isRunning runningFunc) (*corev1.Pod, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	defer cancelTimeout()
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	end := func(err error) { stop(waitEnded{err}) }
+
 	pods := client.CoreV1().Pods(namespace)
-	lastState := "not yet reported by the kubelet"
-	for {
-		pod, err := pods.Get(ctx, podName, metav1.GetOptions{})
-		if err != nil {
+	key := namespace + "/" + podName
+	listed := false // only the informer's goroutine reads and writes it
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
+			pod, err := pods.Get(ctx, podName, metav1.GetOptions{})
+			switch {
+			case err == nil:
+				listed = true
+				return &corev1.PodList{ListMeta: metav1.ListMeta{ResourceVersion: pod.ResourceVersion}, Items: []corev1.Pod{*pod}}, nil
+			case ctx.Err() != nil:
+				// Timed out or interrupted: the wait is ending.
+			case listed && apierrors.IsNotFound(err):
+				end(deletedError(key))
+			default:
+				end(fmt.Errorf("reading pod %s: %w", key, err))
+			}
+			// Not an error: the informer would retry it and log it.
+			return &corev1.PodList{}, nil
+		},
+		WatchFuncWithContext: func(_ context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			if ctx.Err() != nil {
-				return nil, waitTimeoutError(ctx, timeout, namespace, podName, container, lastState)
+				return watch.NewFake(), nil
 			}
-			return nil, fmt.Errorf("reading pod %s/%s: %w", namespace, podName, err)
-		}
-		done, state, err := isRunning(pod, container)
-		lastState = state
-		if done || err != nil {
-			return pod, err
-		}
-		w, err := pods.Watch(ctx, metav1.ListOptions{
-			FieldSelector:   fields.OneTermEqualSelector("metadata.name", podName).String(),
-			ResourceVersion: pod.ResourceVersion,
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, waitTimeoutError(ctx, timeout, namespace, podName, container, lastState)
+			opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", podName).String()
+			w, err := pods.Watch(ctx, opts)
+			if err == nil {
+				return watch.Filter(w, func(ev watch.Event) (watch.Event, bool) {
+					if ev.Type != watch.Error {
+						return ev, true
+					}
+					err := apierrors.FromObject(ev.Object)
+					if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+						return ev, true // the informer relists
+					}
+					end(fmt.Errorf("watching the pod: %w", err))
+					return ev, false
+				}), nil
 			}
-			return nil, fmt.Errorf("watching pod %s/%s: %w", namespace, podName, err)
-		}
-		pod, state, err = watchUntilRunning(ctx, w, container, isRunning)
-		w.Stop()
-		if state != "" {
-			lastState = state
-		}
-		if pod != nil || err != nil {
-			if ctx.Err() != nil && err == nil && pod == nil {
-				return nil, waitTimeoutError(ctx, timeout, namespace, podName, container, lastState)
+			if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+				return nil, err // the informer relists
 			}
-			return pod, err
-		}
-		if ctx.Err() != nil {
-			return nil, waitTimeoutError(ctx, timeout, namespace, podName, container, lastState)
-		}
-		// The watch ended (expired resource version, server timeout): read
-		// the pod again and start over.
-		klog.V(3).Infof("watch on pod %s/%s ended, restarting", namespace, podName)
+			if ctx.Err() == nil {
+				end(fmt.Errorf("watching pod %s: %w", key, err))
+			}
+			return watch.NewFake(), nil
+		},
 	}
+
+	lastState := "not yet reported by the kubelet"
+	var running *corev1.Pod
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+		switch ev.Type {
+		case watch.Deleted:
+			name := "?"
+			if pod, ok := ev.Object.(*corev1.Pod); ok && pod != nil {
+				name = pod.Namespace + "/" + pod.Name
+			}
+			return false, deletedError(name)
+		case watch.Added, watch.Modified:
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				return false, nil
+			}
+			done, state, err := isRunning(pod, container)
+			lastState = state
+			if done && err == nil {
+				running = pod
+			}
+			return done, err
+		}
+		return false, nil
+	})
+	if err == nil && running != nil {
+		return running, nil
+	}
+	var ended waitEnded
+	if errors.As(context.Cause(ctx), &ended) {
+		return nil, ended.err
+	}
+	if ctx.Err() != nil {
+		return nil, waitTimeoutError(ctx, timeout, namespace, podName, container, lastState)
+	}
+	if err == nil {
+		err = fmt.Errorf("the wait for pod %s ended without the netdiag container %s running", key, container)
+	}
+	return nil, err
 }
 
-// watchUntilRunning returns (pod, state, nil) once running, (nil, state, err)
-// on a failure, and (nil, state, nil) when the watch ended.
-func watchUntilRunning(ctx context.Context, w watch.Interface, container string, isRunning runningFunc) (*corev1.Pod, string, error) {
-	state := ""
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, state, nil
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return nil, state, nil
-			}
-			switch ev.Type {
-			case watch.Deleted:
-				pod, _ := ev.Object.(*corev1.Pod)
-				name := "?"
-				if pod != nil {
-					name = pod.Namespace + "/" + pod.Name
-				}
-				return nil, state, fmt.Errorf("pod %s was deleted while waiting for the netdiag container", name)
-			case watch.Error:
-				err := apierrors.FromObject(ev.Object)
-				if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-					return nil, state, nil
-				}
-				return nil, state, fmt.Errorf("watching the pod: %w", err)
-			case watch.Added, watch.Modified:
-				pod, ok := ev.Object.(*corev1.Pod)
-				if !ok {
-					continue
-				}
-				done, s, err := isRunning(pod, container)
-				state = s
-				if err != nil {
-					return nil, state, err
-				}
-				if done {
-					return pod, state, nil
-				}
-			}
-		}
-	}
+// waitEnded is why waitRunning's informer stopped the wait.
+type waitEnded struct{ err error }
+
+func (w waitEnded) Error() string { return w.err.Error() }
+
+func deletedError(pod string) error {
+	return fmt.Errorf("pod %s was deleted while waiting for the netdiag container", pod)
 }
 
 // ephemeralRunning looks at one version of the pod.
