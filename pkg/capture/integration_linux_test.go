@@ -32,6 +32,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
@@ -587,5 +588,234 @@ func TestCaptureSetupErrors(t *testing.T) {
 		if !strings.Contains(last, `"type":"error"`) || !strings.Contains(last, tt.want) {
 			t.Errorf("%v: last stderr line %s, want an error with %s", tt.args, last, tt.want)
 		}
+	}
+}
+
+// TestCaptureTrickleLatency: a live reader sees each packet of a trickle
+// promptly: the ring hands over a block that is not full after
+// retireTimeout and the engine flushes before it waits, so each packet
+// reaches stdout well within FlushInterval of being sent.
+func TestCaptureTrickleLatency(t *testing.T) {
+	helperBinary(t)
+	p := newVethPair(t)
+	c := p.udpFromA(t, 40001)
+	c.Write([]byte("warm-up"))
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	h := startHelperTo(t, w, "--netns", "/run/netns/"+p.nameB, "-i", "nd1", "-f", "udp port 40001")
+	w.Close() // the helper holds its own copy
+	h.waitReady(t)
+
+	const n = 8
+	var mu sync.Mutex
+	seen := make(map[int]time.Time)
+	go func() {
+		var stream []byte
+		buf := make([]byte, 64<<10)
+		for {
+			k, err := r.Read(buf)
+			now := time.Now()
+			stream = append(stream, buf[:k]...)
+			mu.Lock()
+			for i := 0; i < n; i++ {
+				if _, ok := seen[i]; !ok && bytes.Contains(stream, []byte(fmt.Sprintf("trickle-%03d", i))) {
+					seen[i] = now
+				}
+			}
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var worst time.Duration
+	for i := 0; i < n; i++ {
+		sent := time.Now()
+		send(t, c, fmt.Sprintf("trickle-%03d", i))
+		var at time.Time
+		waitFor(t, 2*time.Second, fmt.Sprintf("packet %d on stdout", i), func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			var ok bool
+			at, ok = seen[i]
+			return ok
+		})
+		d := at.Sub(sent)
+		t.Logf("packet %d on stdout %v after it was sent", i, d.Round(time.Millisecond))
+		worst = max(worst, d)
+		time.Sleep(time.Duration(100+37*i) * time.Millisecond)
+	}
+	h.stdin.Close()
+	if s, err := h.wait(t, 5*time.Second); err != nil || s.Packets != n {
+		t.Errorf("stats %+v err %v, want %d packets", s, err, n)
+	}
+	if worst > FlushInterval {
+		t.Fatalf("a packet took %v to reach stdout, want within %v", worst, FlushInterval)
+	}
+}
+
+// TestCaptureVLANTag: 802.1Q-tagged frames keep their tag in the file, as
+// in tcpdump's, although the kernel takes the tag off the frame before the
+// packet socket sees it and leaves it beside the frame in the ring.
+func TestCaptureVLANTag(t *testing.T) {
+	helperBinary(t)
+	p := newVethPair(t)
+	const vid = 100
+	ha, err := netlink.NewHandleAt(p.a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ha.Close()
+	hb, err := netlink.NewHandleAt(p.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hb.Close()
+	nd0, err := ha.LinkByName("nd0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd1, err := hb.LinkByName("nd1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Tagged frames, sent as they are from a packet socket on nd0 (no VLAN
+	// device needed: the kernel may not have 8021q).
+	frame := func(i int) []byte {
+		eth := &layers.Ethernet{SrcMAC: nd0.Attrs().HardwareAddr, DstMAC: nd1.Attrs().HardwareAddr, EthernetType: layers.EthernetTypeDot1Q}
+		tag := &layers.Dot1Q{VLANIdentifier: vid, Priority: 3, Type: layers.EthernetTypeIPv4}
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.ParseIP(addrA).To4(), DstIP: net.ParseIP(addrB).To4()}
+		udp := &layers.UDP{SrcPort: 40000, DstPort: 40001}
+		udp.SetNetworkLayerForChecksum(ip)
+		buf := gopacket.NewSerializeBuffer()
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+			eth, tag, ip, udp, gopacket.Payload(fmt.Sprintf("vlan-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	var fd int
+	in(t, p.a, func() { fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	to := &unix.SockaddrLinklayer{Ifindex: nd0.Attrs().Index, Halen: 6}
+	copy(to.Addr[:], nd1.Attrs().HardwareAddr)
+
+	h := startHelper(t, "--netns", "/run/netns/"+p.nameB, "-i", "nd1", "-f", "udp port 40001", "-c", "3")
+	h.waitReady(t)
+	var sent [][]byte
+	for i := 0; i < 3; i++ {
+		f := frame(i)
+		if err := unix.Sendto(fd, f, 0, to); err != nil {
+			t.Fatalf("send a tagged frame on nd0: %v", err)
+		}
+		sent = append(sent, f)
+	}
+	s, err := h.wait(t, 5*time.Second)
+	if err != nil || s.Reason != ReasonCount || s.Packets != 3 {
+		t.Fatalf("stats %+v err %v, want count 3", s, err)
+	}
+	r, err := pcapgo.NewReader(bytes.NewReader(h.stdout.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range sent {
+		data, ci, err := r.ReadPacketData()
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if !bytes.Equal(data, want) || ci.Length != len(want) {
+			t.Fatalf("packet %d (%d of %d bytes):\n got %x\nwant %x (the frame sent, tag included)", i, len(data), ci.Length, data, want)
+		}
+	}
+}
+
+// TestCaptureInterfaceDown: the interface going down ends the capture at
+// once with an error that says so, and a complete file.
+func TestCaptureInterfaceDown(t *testing.T) {
+	helperBinary(t)
+	p := newVethPair(t)
+	h := startHelper(t, "--netns", "/run/netns/"+p.nameB, "-i", "nd1")
+	h.waitReady(t)
+	hb, err := netlink.NewHandleAt(p.b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hb.Close()
+	l, err := hb.LinkByName("nd1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hb.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := h.wait(t, 2*time.Second)
+	if s.Reason != ReasonError {
+		t.Fatalf("stats %+v, want reason error", s)
+	}
+	want := "read packets from nd1: the interface went down or away: network is down"
+	found := false
+	for _, l := range h.stderrLines() {
+		found = found || (strings.Contains(l, `"type":"error"`) && strings.Contains(l, want))
+	}
+	if !found {
+		t.Fatalf("no error line with %q: %v", want, h.stderrLines())
+	}
+	if _, err := pcapgo.NewReader(bytes.NewReader(h.stdout.Bytes())); err != nil {
+		t.Fatalf("output is not a pcap file: %v", err)
+	}
+}
+
+// TestRingReadPacket: the ring also hands out packets one by one (the
+// PacketSource interface), in order, each valid until the next read.
+func TestRingReadPacket(t *testing.T) {
+	helperBinary(t)
+	p := newVethPair(t)
+	cfg := DefaultConfig()
+	cfg.Interface, cfg.Netns, cfg.Snaplen = "nd1", "/run/netns/"+p.nameB, 100
+	src, info, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, ok := src.(blockSource); !ok || info.LinkType != layers.LinkTypeEthernet {
+		t.Fatalf("Open gave a %T on a %v link, want the ring on Ethernet", src, info.LinkType)
+	}
+	c := p.udpFromA(t, 40001)
+	const n = 3
+	for i := 0; i < n; i++ {
+		send(t, c, fmt.Sprintf("read-%d-%s", i, strings.Repeat("x", 200)))
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for i := 0; i < n; {
+		data, ci, err := src.ReadPacket()
+		if err == ErrTimeout && time.Now().Before(deadline) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		pkt := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default)
+		udp, ok := pkt.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if !ok || udp.DstPort != 40001 {
+			continue // IPv6 router solicitations and the like
+		}
+		wantLen := 14 + 20 + 8 + len("read-0-") + 200
+		if len(data) != 100 || ci.CaptureLength != 100 || ci.Length != wantLen || !strings.HasPrefix(string(udp.Payload), fmt.Sprintf("read-%d-", i)) {
+			t.Fatalf("packet %d: %d bytes (capture length %d of %d), payload %q; want 100 of %d, read-%d-", i, len(data), ci.CaptureLength, ci.Length, udp.Payload, wantLen, i)
+		}
+		if d := time.Since(ci.Timestamp); d < 0 || d > 5*time.Second {
+			t.Errorf("packet %d timestamp %v is %v away from now", i, ci.Timestamp, d)
+		}
+		i++
+	}
+	if d := src.KernelDrops(); d != 0 {
+		t.Errorf("%d kernel drops", d)
 	}
 }

@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/afpacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/bpf"
@@ -26,11 +24,15 @@ const ringBytes = 8 << 20
 
 // ringGeometry sizes the TPACKET_V3 ring for a snaplen: a block must hold at
 // least one packet of snaplen bytes plus its headers, blocks are a power of
-// two between 256 KiB and 4 MiB (the kernel allocates each block as one
-// piece), and the ring is about 8 MiB.
+// two between 1 MiB and 4 MiB (the kernel allocates each block as one
+// piece), and the ring is about 8 MiB. Each block handed over costs the
+// helper a wake-up (and the Go runtime's sysmon one more), so blocks are
+// large: 1 MiB holds about 5,000 small packets (a 64-byte UDP datagram
+// takes 192 bytes of ring). A block that is not full is handed over after
+// retireTimeout anyway.
 func ringGeometry(snaplen int) (frameSize, blockSize, numBlocks int) {
 	frameSize = 4096
-	blockSize = 256 << 10
+	blockSize = 1 << 20
 	for blockSize < snaplen+4096 && blockSize < 4<<20 {
 		blockSize <<= 1
 	}
@@ -41,20 +43,10 @@ func ringGeometry(snaplen int) (frameSize, blockSize, numBlocks int) {
 	return frameSize, blockSize, numBlocks
 }
 
-// ringSource reads the AF_PACKET ring.
-type ringSource struct {
-	tp *afpacket.TPacket
-	// notBefore is when the filter was attached. The socket is bound (and
-	// receives every packet) before the filter is in place, so the ring may
-	// hold packets the filter would have refused; those carry an earlier
-	// kernel timestamp and are dropped. Zero once a later packet was seen.
-	notBefore time.Time
-	dropped   uint64
-}
-
 // Open looks up the interface, compiles the filter, opens the AF_PACKET
 // socket (inside cfg.Netns when set) and attaches the filter. Packets read
-// from the returned source all passed the filter.
+// from the returned source all passed the filter: the socket is bound to the
+// interface (and receives packets) only once the filter is attached.
 func Open(cfg Config) (PacketSource, Source, error) {
 	if cfg.Netns == "" {
 		return openHere(cfg)
@@ -133,31 +125,11 @@ func openHere(cfg Config) (PacketSource, Source, error) {
 		// incoming; keep the incoming copy only, as libpcap does.
 		prog = append(skipOutgoing(), prog...)
 	}
-	frameSize, blockSize, numBlocks := ringGeometry(cfg.Snaplen)
-	tp, err := afpacket.NewTPacket(
-		afpacket.OptInterface(ifi.Name),
-		afpacket.TPacketVersion3,
-		afpacket.OptFrameSize(frameSize),
-		afpacket.OptBlockSize(blockSize),
-		afpacket.OptNumBlocks(numBlocks),
-		afpacket.OptBlockTimeout(50*time.Millisecond),
-		afpacket.OptPollTimeout(pollTimeout),
-	)
+	r, err := openRing(ifi, prog, cfg.Snaplen)
 	if err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			return nil, Source{}, fmt.Errorf("open a packet socket on %s: %w (the helper needs CAP_NET_RAW)", ifi.Name, err)
-		}
-		return nil, Source{}, fmt.Errorf("open a packet socket on %s: %w", ifi.Name, err)
+		return nil, Source{}, err
 	}
-	if err := tp.SetBPF(prog); err != nil {
-		tp.Close()
-		return nil, Source{}, fmt.Errorf("attach the filter to the socket on %s: %w", ifi.Name, err)
-	}
-	src := &ringSource{tp: tp}
-	if cfg.Filter != "" {
-		src.notBefore = time.Now()
-	}
-	return src, info, nil
+	return r, info, nil
 }
 
 // skipOutgoing is a program prefix that refuses packets the host sends
@@ -205,41 +177,4 @@ func linkTypeOf(ifi *net.Interface) layers.LinkType {
 		return layers.LinkTypeEthernet
 	}
 	return layers.LinkTypeRaw
-}
-
-func (r *ringSource) ReadPacket() ([]byte, gopacket.CaptureInfo, error) {
-	for {
-		data, ci, err := r.tp.ZeroCopyReadPacketData()
-		if err != nil {
-			if errors.Is(err, afpacket.ErrTimeout) {
-				return nil, ci, ErrTimeout
-			}
-			return nil, ci, err
-		}
-		if !r.notBefore.IsZero() {
-			if ci.Timestamp.Before(r.notBefore) {
-				r.dropped++
-				continue
-			}
-			r.notBefore = time.Time{}
-		}
-		return data, ci, nil
-	}
-}
-
-func (r *ringSource) KernelDrops() uint64 {
-	_, v3, err := r.tp.SocketStats()
-	if err != nil {
-		return 0 // the socket is gone; nothing to count
-	}
-	return uint64(v3.Drops())
-}
-
-// PreFilterDropped counts packets discarded because they reached the ring
-// before the filter was attached.
-func (r *ringSource) PreFilterDropped() uint64 { return r.dropped }
-
-func (r *ringSource) Close() error {
-	r.tp.Close()
-	return nil
 }
