@@ -169,6 +169,11 @@ func runCapture(args []string, s streams) error {
 		Format: req.Format, Netns: req.Netns, Heartbeat: req.Heartbeat,
 		Application: "netdiag-helper " + version.Version,
 	}
+	if req.Takeover {
+		// The earlier segment of this capture (its stream broke) must
+		// be gone before this one writes.
+		takeOver("/proc", req.ID, 3*time.Second)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	stats, err := capture.Run(ctx, cfg, capture.Streams{Stdin: s.in, Stdout: s.out, Stderr: s.err})

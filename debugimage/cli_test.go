@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -344,4 +345,42 @@ func sibling(t *testing.T, test, env string) *exec.Cmd {
 	cmd := exec.Command(exe, "-test.run=^"+test+"$")
 	cmd.Env = append(os.Environ(), env)
 	return cmd
+}
+
+// TestTakeOver: a resumed capture's helper ends the earlier segment's
+// helper (same --id) and nothing else.
+func TestTakeOver(t *testing.T) {
+	if !otherHelperRunningSupported() {
+		t.Skip("no /proc")
+	}
+	start := func(id string) *exec.Cmd {
+		c := sibling(t, "TestSleepHelper", "NETDIAG_TEST_SLEEP=1")
+		c.Args = append(c.Args, "--", "--id="+id)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	old, other := start("seg-a"), start("seg-b")
+	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	waited := make(chan error, 1)
+	go func() { waited <- old.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(processesWithArg("/proc", os.Getpid(), "--id=seg-a")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stand-in never showed up in /proc")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := takeOver("/proc", "seg-a", 2*time.Second); n != 1 {
+		t.Errorf("took over %d processes, want 1", n)
+	}
+	select {
+	case <-waited:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the earlier segment's helper still runs")
+	}
+	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("a capture with another --id was ended: %v", err)
+	}
 }

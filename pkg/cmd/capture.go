@@ -30,6 +30,9 @@ import (
 const (
 	maxSnaplen       = 262144
 	defaultHeartbeat = 15 * time.Second
+	// defaultReconnect is how long a capture whose stream broke tries to
+	// resume.
+	defaultReconnect = time.Minute
 	minHeartbeat     = 5 * time.Second
 )
 
@@ -66,6 +69,9 @@ type CaptureOptions struct {
 	imageOptions
 	Timeout   time.Duration
 	Heartbeat time.Duration
+	// ReconnectTimeout bounds the resume of a capture whose exec stream
+	// broke; 0 ends the capture at the break.
+	ReconnectTimeout time.Duration
 
 	// Set by Complete (tests may preset IsTerminal).
 	Target     target.Target
@@ -80,14 +86,15 @@ type CaptureOptions struct {
 // NewCaptureOptions returns the defaults.
 func NewCaptureOptions(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *CaptureOptions {
 	return &CaptureOptions{
-		clusterOptions: clusterOptions{configFlags: configFlags},
-		IOStreams:      streams,
-		Interface:      "eth0",
-		Snaplen:        maxSnaplen,
-		Format:         "pcap",
-		imageOptions:   newImageOptions(),
-		Timeout:        time.Minute,
-		Heartbeat:      defaultHeartbeat,
+		clusterOptions:   clusterOptions{configFlags: configFlags},
+		IOStreams:        streams,
+		Interface:        "eth0",
+		Snaplen:          maxSnaplen,
+		Format:           "pcap",
+		imageOptions:     newImageOptions(),
+		Timeout:          time.Minute,
+		Heartbeat:        defaultHeartbeat,
+		ReconnectTimeout: defaultReconnect,
 	}
 }
 
@@ -146,6 +153,7 @@ func (o *CaptureOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Format, "format", o.Format, "file format: pcap or pcapng")
 	o.imageOptions.addFlags(f, "helper image to inject")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the helper container to start")
+	f.DurationVar(&o.ReconnectTimeout, "reconnect-timeout", o.ReconnectTimeout, "when the stream from the cluster breaks (an API server restarted), reconnect and resume into the same output for up to this long (0: stop at the break)")
 	f.DurationVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "the helper stops when it hears nothing from the plugin for this long")
 	_ = f.MarkHidden("heartbeat")
 }
@@ -192,6 +200,9 @@ func (o *CaptureOptions) Validate() error {
 	}
 	if len(o.PullSecrets) > 0 && o.Target.Kind != target.KindNode {
 		return fmt.Errorf("--image-pull-secret applies to node pods only: an ephemeral container pulls with its pod's own imagePullSecrets; add the secret to the pod's spec.imagePullSecrets (or its service account), or mirror the image to a registry the pod can pull from and pass --image")
+	}
+	if o.ReconnectTimeout < 0 {
+		return fmt.Errorf("--reconnect-timeout must not be negative (0 turns reconnecting off), got %s", o.ReconnectTimeout)
 	}
 	if o.Heartbeat < minHeartbeat {
 		return fmt.Errorf("--heartbeat must be at least %s, got %s", minHeartbeat, o.Heartbeat)
@@ -517,23 +528,24 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 		return file, nil
 	}
 	cfg := remotecapture.Config{
-		Pod:         o.Target.Name,
-		Namespace:   o.Namespace,
-		Container:   o.Container,
-		Interface:   o.Interface,
-		Filter:      o.Filter,
-		Snaplen:     o.Snaplen,
-		Count:       o.Count,
-		Duration:    o.Duration,
-		MaxBytes:    o.MaxBytes,
-		Format:      o.Format,
-		Image:       o.Image,
-		PullPolicy:  corev1.PullPolicy(o.PullPolicy),
-		PullSecrets: o.pullSecrets(),
-		Timeout:     o.Timeout,
-		Heartbeat:   o.Heartbeat,
-		Open:        open,
-		OutputName:  outputName,
+		Pod:              o.Target.Name,
+		Namespace:        o.Namespace,
+		Container:        o.Container,
+		Interface:        o.Interface,
+		Filter:           o.Filter,
+		Snaplen:          o.Snaplen,
+		Count:            o.Count,
+		Duration:         o.Duration,
+		MaxBytes:         o.MaxBytes,
+		Format:           o.Format,
+		Image:            o.Image,
+		PullPolicy:       corev1.PullPolicy(o.PullPolicy),
+		PullSecrets:      o.pullSecrets(),
+		Timeout:          o.Timeout,
+		Heartbeat:        o.Heartbeat,
+		ReconnectTimeout: o.ReconnectTimeout,
+		Open:             open,
+		OutputName:       outputName,
 	}
 	if o.Target.Kind == target.KindNode {
 		cfg.Pod, cfg.Node = "", o.Target.Name

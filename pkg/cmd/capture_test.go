@@ -254,7 +254,11 @@ func (h *helperExec) Stream(ctx context.Context, pod kube.Pod, container string,
 	return h.err
 }
 
-var testPcap = append([]byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0}, bytes.Repeat([]byte{7}, 100)...)
+// testPcap is a helper's pcap: the file header and one 68-byte packet.
+var testPcap = append([]byte{
+	0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 1, 0, 0, 0, // file header
+	0x00, 0xf1, 0x53, 0x65, 0, 0, 0, 0, 68, 0, 0, 0, 68, 0, 0, 0, // record header
+}, bytes.Repeat([]byte{7}, 68)...)
 
 func helperStats(reason string) string {
 	return `{"type":"stats","packets":1,"bytes":100,"kernelDrops":0,"reason":"` + reason + `","interface":"eth0"}` + "\n"
@@ -286,6 +290,7 @@ func fileCapture(t *testing.T, out string, ex kube.Executor) (*CaptureOptions, *
 	})
 	o.Namespace, o.Client, o.Executor = "shop", client, ex
 	o.Output = out
+	o.ReconnectTimeout = 0 // these tests are about one stream's end
 	o.IsTerminal = func(any) bool { return false }
 	if err := o.Complete([]string{"pod/web-0"}); err != nil {
 		t.Fatal(err)

@@ -96,6 +96,12 @@ type CaptureRequest struct {
 	// Heartbeat stops the capture when no byte arrived on stdin for this
 	// long; 0 disables it.
 	Heartbeat time.Duration
+	// ID names the capture across the segments of a resumed capture.
+	ID string
+	// Takeover first ends the container's other helpers with the same ID
+	// (the segment whose stream broke): never two writers for one
+	// capture.
+	Takeover bool
 }
 
 // DefaultCaptureRequest is a capture of eth0, whole packets, pcap.
@@ -113,6 +119,8 @@ func (r *CaptureRequest) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&r.Format, "format", r.Format, "output format: pcap or pcapng")
 	fs.StringVar(&r.Netns, "netns", r.Netns, "capture inside this network namespace, e.g. /proc/PID/ns/net")
 	fs.DurationVar(&r.Heartbeat, "heartbeat", r.Heartbeat, "stop when no byte arrives on stdin for this long (0: off)")
+	fs.StringVar(&r.ID, "id", r.ID, "names this capture across the segments of a resumed capture")
+	fs.BoolVar(&r.Takeover, "takeover", r.Takeover, "first end this container's other helpers with the same --id (the segment whose stream broke)")
 }
 
 // Validate checks the request; its messages name the flag.
@@ -132,6 +140,8 @@ func (r CaptureRequest) Validate() error {
 		return usagef("--heartbeat must not be negative, not %s", r.Heartbeat)
 	case r.Format != FormatPcap && r.Format != FormatPcapNG:
 		return usagef("--format must be pcap or pcapng, not %q", r.Format)
+	case r.Takeover && r.ID == "":
+		return usagef("--takeover needs --id: only the segments of one capture are ended")
 	}
 	return nil
 }
@@ -149,6 +159,10 @@ func (r CaptureRequest) Args() []string {
 	a.str("format", r.Format, "")
 	a.str("netns", r.Netns, d.Netns)
 	a.dur("heartbeat", r.Heartbeat, 0)
+	a.str("id", r.ID, "")
+	if r.Takeover {
+		a = append(a, "--takeover")
+	}
 	return a
 }
 

@@ -84,7 +84,7 @@ func fullCaptureRequest() CaptureRequest {
 	return CaptureRequest{
 		Interface: "veth1a2b", Filter: "-tcp port 80 and not host ::ffff:10.0.0.1", Snaplen: 96,
 		Count: 10, Duration: 90 * time.Second, MaxBytes: 1 << 20, Format: FormatPcapNG,
-		Netns: "/proc/42/ns/net", Heartbeat: 10 * time.Second,
+		Netns: "/proc/42/ns/net", Heartbeat: 10 * time.Second, ID: "k7x2q", Takeover: true,
 	}
 }
 
@@ -148,7 +148,7 @@ func TestParseRefusals(t *testing.T) {
 			t.Errorf("fix %q: error %v, want a usage error with %q", tt.argv, err, tt.want)
 		}
 	}
-	for _, r := range []CaptureRequest{{Snaplen: 0}, {Interface: "eth0", Snaplen: 1, Format: "pcapx"}, {Interface: "eth0", Snaplen: 1, Format: "pcap", Count: -1}} {
+	for _, r := range []CaptureRequest{{Snaplen: 0}, {Interface: "eth0", Snaplen: 1, Format: "pcap", Takeover: true}, {Interface: "eth0", Snaplen: 1, Format: "pcapx"}, {Interface: "eth0", Snaplen: 1, Format: "pcap", Count: -1}} {
 		if err := r.Validate(); err == nil || !IsUsage(err) {
 			t.Errorf("%+v: %v", r, err)
 		}

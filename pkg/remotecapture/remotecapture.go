@@ -19,6 +19,10 @@ import (
 	"syscall"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/pcapstream"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -59,6 +63,10 @@ type Config struct {
 	// Grace is how long to wait for the helper to finish its file after
 	// the context is cancelled (default 10s).
 	Grace time.Duration
+	// ReconnectTimeout is how long a capture whose exec stream broke tries
+	// to resume (a new helper in the same container, appending to the same
+	// output); 0 ends the capture at the first break.
+	ReconnectTimeout time.Duration
 
 	// Open opens the output; it is called after the API checks, before
 	// anything is created in the cluster. OutputName names it in messages.
@@ -99,6 +107,12 @@ type Result struct {
 	// InterruptedBy names what ended the context in the summary; "" says
 	// Ctrl-C.
 	InterruptedBy string
+	// Segments is how many helper runs wrote the output (more than one
+	// when the capture resumed after its stream broke); Gaps and GapTotal
+	// are the breaks between them, when nothing was captured.
+	Segments int
+	Gaps     int
+	GapTotal time.Duration
 }
 
 // Stop reasons the helper reports in its stats line (pkg/capture).
@@ -164,8 +178,25 @@ func (r Result) Summary(output string) string {
 	if r.Stats.KernelDrops > 0 {
 		s += " (narrow the filter with -f or lower -s to drop less)"
 	}
+	if r.Gaps > 0 {
+		s += fmt.Sprintf(", %d %s in the stream (%s in all) when nothing was captured", r.Gaps, plural(r.Gaps, "gap", "gaps"), roundGap(r.GapTotal))
+	}
 	why, _ := r.StopReason()
 	return s + "; stopped: " + why
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func roundGap(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }
 
 // CutShortError is returned, with a Result that can be summarised, when
@@ -280,11 +311,11 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	}
 	res := Result{Target: cfg.Label(), Interface: cfg.Interface}
 
-	pod, target, err := CheckPod(ctx, deps.Client, cfg)
+	pod, targetContainer, err := CheckPod(ctx, deps.Client, cfg)
 	if err != nil {
 		return res, err
 	}
-	spec := kube.EphemeralSpec{Image: cfg.Image, PullPolicy: cfg.PullPolicy, TargetContainer: target}
+	spec := kube.EphemeralSpec{Image: cfg.Image, PullPolicy: cfg.PullPolicy, TargetContainer: targetContainer}
 	name := kube.FindReusable(pod, spec)
 	if err := kube.PreflightCapture(ctx, deps.Client, pod.Namespace, name == ""); err != nil {
 		return res, err
@@ -299,7 +330,7 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	} else {
 		ec := kube.NewEphemeralContainer(spec, deps.NameSuffix())
 		name = ec.Name
-		klog.V(1).Infof("adding netdiag container %s (image %s, target %s) to pod %s/%s", name, cfg.Image, target, pod.Namespace, pod.Name)
+		klog.V(1).Infof("adding netdiag container %s (image %s, target %s) to pod %s/%s", name, cfg.Image, targetContainer, pod.Namespace, pod.Name)
 		if _, err := kube.AddEphemeralContainer(ctx, deps.Client, pod, ec); err != nil {
 			_ = out.Close()
 			return res, err
@@ -312,7 +343,9 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 		return res, fmt.Errorf("%w; %s", err, leftBehind(deps.Client, pod.Namespace, pod.Name, name))
 	}
 	res.Container = name
-	return capture(ctx, deps, cfg, res, kube.Pod{Namespace: pod.Namespace, Name: pod.Name}, name, out)
+	t := target{pod: kube.Pod{Namespace: pod.Namespace, Name: pod.Name}, container: name}
+	t.ready = func(ctx context.Context) error { return ephemeralRunning(ctx, deps.Client, t.pod, name) }
+	return capture(ctx, deps, cfg, res, t, out)
 }
 
 // runNode captures on a node's interface through a node-debug pod, deleted
@@ -339,7 +372,9 @@ func runNode(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	}
 	defer session.Close()
 	res.Container = kube.NodeContainerName
-	return capture(ctx, deps, cfg, res, session.Pod, kube.NodeContainerName, out)
+	t := target{pod: session.Pod, container: kube.NodeContainerName}
+	t.ready = func(ctx context.Context) error { return nodePodRunning(ctx, deps.Client, t.pod) }
+	return capture(ctx, deps, cfg, res, t, out)
 }
 
 // leftBehind says what stays of a netdiag container that did not get to
@@ -365,13 +400,114 @@ func leftBehind(client kubernetes.Interface, namespace, podName, name string) st
 	return stays + "; it never started and uses no resources; a retry reuses it"
 }
 
-// capture runs the helper in container of pod, streams its pcap into out
-// (closed at the end) and turns its stderr into the result.
-func capture(ctx context.Context, deps Deps, cfg Config, res Result, pod kube.Pod, container string, out io.WriteCloser) (Result, error) {
+// target is where the helper runs; ready says whether it still runs there
+// (before a resumed segment), and why not.
+type target struct {
+	pod       kube.Pod
+	container string
+	ready     func(ctx context.Context) error
+}
+
+// errGone marks a target that will not come back (its pod deleted, its
+// container ended): no point in waiting for it.
+var errGone = errors.New("gone")
+
+// segment is one helper run of a capture.
+type segment struct {
+	stderr  *stderrParser
+	execErr error
+	copied  pcapstream.SegmentStats
+	copyErr error
+}
+
+// resumable says whether the segment's stream broke under a capture that
+// nobody asked to stop: no stats line (or one that says its input or
+// output broke), no helper error.
+func (sg segment) resumable() bool {
+	p := sg.stderr
+	if p.refusal != nil || p.errMsg != "" || !p.started {
+		return false
+	}
+	if errors.Is(sg.copyErr, pcapstream.ErrCorrupt) || errors.Is(sg.copyErr, pcapstream.ErrIncompatible) {
+		return false
+	}
+	if p.stats == nil {
+		return sg.execErr != nil
+	}
+	switch p.stats.Reason {
+	case reasonStdinEOF, reasonHeartbeat, reasonStdoutClosed:
+		return true
+	}
+	return false
+}
+
+// capture runs the helper in the target, streams its pcap into out (closed
+// at the end) and turns its stderr into the result. When the stream breaks
+// and nobody asked the capture to stop, it reconnects for up to
+// cfg.ReconnectTimeout and runs a new helper (a segment) that appends to
+// the same output, with the limits left; the gap is said on stderr, and in
+// pcapng as a comment on the first packet after it.
+func capture(ctx context.Context, deps Deps, cfg Config, res Result, t target, out io.WriteCloser) (Result, error) {
 	counted := newOutputWriter(out)
-	stderr := newStderrParser(deps.ErrOut, cfg.Label(), cfg.Interface)
-	execErr := stream(ctx, deps, cfg, pod, container, counted, stderr, &res)
-	stderr.flush()
+	joiner := pcapstream.NewJoiner(counted)
+	start := time.Now()
+	id := "cap-" + deps.NameSuffix()
+	var total protocol.Stats
+	var sg segment
+	// The reconnect deadline runs from the first break of a series: a
+	// segment that breaks again at once (nothing captured, under two
+	// seconds) does not earn a new one.
+	var deadline time.Time
+	for n := 1; ; n++ {
+		segStart := time.Now()
+		req := Request(cfg)
+		req.ID, req.Takeover = id, n > 1
+		if n > 1 {
+			sum := joiner.Summary()
+			if reason := remaining(cfg, &req, sum.Packets, sum.Bytes, time.Since(start)); reason != "" {
+				total.Reason = reason
+				break
+			}
+		}
+		sg = runSegment(ctx, deps, cfg, req, t, counted, joiner, n > 1, &res)
+		res.Segments = n
+		if st := sg.stderr.stats; st != nil {
+			total.Packets += st.Packets
+			total.Bytes += st.Bytes
+			total.KernelDrops += st.KernelDrops
+			total.PreFilterDropped += st.PreFilterDropped
+		} else {
+			total.Packets += uint64(sg.copied.Packets)
+			total.Bytes += uint64(sg.copied.Bytes)
+		}
+		if cfg.ReconnectTimeout <= 0 || ctx.Err() != nil || res.Interrupted || counted.err != nil || !sg.resumable() {
+			break
+		}
+		brokeAt := time.Now()
+		if deadline.IsZero() || sg.copied.Packets > 0 || brokeAt.Sub(segStart) >= 2*time.Second {
+			deadline = brokeAt.Add(cfg.ReconnectTimeout)
+		}
+		why := "its helper's input or output broke"
+		if sg.execErr != nil {
+			why = sg.execErr.Error()
+		}
+		fmt.Fprintf(deps.ErrOut, "the capture stream from %s broke at %s (%s); reconnecting for up to %s...\n",
+			cfg.Label(), brokeAt.Format("15:04:05"), why, time.Until(deadline).Round(time.Second))
+		if err := reconnect(ctx, t, deadline); err != nil {
+			res.Written = counted.n
+			_ = out.Close()
+			if ctx.Err() != nil {
+				res.Interrupted = true
+				return res, fmt.Errorf("interrupted while reconnecting to %s; %s holds what was captured until the stream broke at %s", cfg.Label(), cfg.OutputName, brokeAt.Format("15:04:05"))
+			}
+			return res, fmt.Errorf("the capture stream from %s broke at %s and could not be resumed within --reconnect-timeout %s (%v); %s holds what was captured until then",
+				cfg.Label(), brokeAt.Format("15:04:05"), cfg.ReconnectTimeout, err, cfg.OutputName)
+		}
+		fmt.Fprintln(deps.ErrOut, joiner.Gap(brokeAt, time.Now()))
+	}
+	sum := joiner.Summary()
+	res.Gaps, res.GapTotal = sum.Gaps, sum.GapTotal
+	stderr, execErr := sg.stderr, sg.execErr
 	res.Written = counted.n
 	closeErr := out.Close()
 	if closeErr != nil {
@@ -384,17 +520,24 @@ func capture(ctx context.Context, deps Deps, cfg Config, res Result, pod kube.Po
 		res.ReaderGone = true
 		closeErr = nil // closing a pipe nobody reads says nothing new
 	}
-
+	if total.Reason != "" {
+		// The limits were used up by the segments before the break.
+		res.Stats, res.Reported = total, true
+		return res, closeErr
+	}
 	if stderr.refusal != nil {
 		return res, stderr.refusal
 	}
 	if stderr.errMsg != "" {
 		return res, fmt.Errorf("capture in %s failed: %s", cfg.Label(), stderr.errMsg)
 	}
+	if errors.Is(sg.copyErr, pcapstream.ErrCorrupt) || errors.Is(sg.copyErr, pcapstream.ErrIncompatible) {
+		return res, fmt.Errorf("the helper in %s wrote no capture this plugin can read (%v); pass --image with the helper of this plugin's version", cfg.Label(), sg.copyErr)
+	}
 	if stderr.stats == nil {
 		switch {
 		case execErr != nil && !stderr.started:
-			return res, fmt.Errorf("cannot run the helper in container %s of pod %s/%s: %w", container, pod.Namespace, pod.Name, execErr)
+			return res, fmt.Errorf("cannot run the helper in container %s of pod %s/%s: %w", t.container, t.pod.Namespace, t.pod.Name, execErr)
 		case execErr != nil && counted.n == 0:
 			return res, fmt.Errorf("the capture stream from %s broke before anything was captured (%v)", cfg.Label(), execErr)
 		case execErr != nil:
@@ -407,6 +550,11 @@ func capture(ctx context.Context, deps Deps, cfg Config, res Result, pod kube.Po
 		klog.V(2).Infof("exec ended with %v after the helper's stats", execErr)
 	}
 	res.Stats = *stderr.stats
+	if res.Segments > 1 {
+		last := res.Stats
+		res.Stats = total
+		res.Stats.Reason, res.Stats.Interface, res.Stats.DurationSeconds = last.Reason, last.Interface, time.Since(start).Seconds()
+	}
 	res.Reported = true
 	if stderr.stats.Interface != "" {
 		res.Interface = stderr.stats.Interface
@@ -420,11 +568,136 @@ func capture(ctx context.Context, deps Deps, cfg Config, res Result, pod kube.Po
 	return res, nil
 }
 
+// remaining sets the limits of a resumed segment to what the earlier ones
+// left, and says which limit was used up ("" when none).
+func remaining(cfg Config, req *protocol.CaptureRequest, packets, bytes int64, elapsed time.Duration) string {
+	if cfg.Count > 0 {
+		if req.Count = cfg.Count - packets; req.Count <= 0 {
+			return reasonCount
+		}
+	}
+	if cfg.MaxBytes > 0 {
+		if req.MaxBytes = cfg.MaxBytes - bytes; req.MaxBytes <= 0 {
+			return reasonMaxBytes
+		}
+	}
+	if cfg.Duration > 0 {
+		if req.Duration = cfg.Duration - elapsed; req.Duration <= 0 {
+			return reasonDuration
+		}
+	}
+	return ""
+}
+
+// runSegment runs one helper capture; its pcap goes through the joiner
+// into the output.
+func runSegment(ctx context.Context, deps Deps, cfg Config, req protocol.CaptureRequest, t target, counted *outputWriter, joiner *pcapstream.Joiner, resumed bool, res *Result) segment {
+	sg := segment{stderr: newStderrParser(deps.ErrOut, cfg.Label(), cfg.Interface)}
+	sg.stderr.resumed = resumed
+	pr, pw := io.Pipe()
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sg.copied, sg.copyErr = joiner.Copy(pr)
+		// Whatever the joiner did not take is drained: the exec must
+		// never block on it.
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	sg.execErr = stream(ctx, deps, cfg, append([]string{kube.HelperPath}, req.Command()...), t, counted, pw, sg.stderr, res)
+	if sg.execErr != nil {
+		_ = pw.CloseWithError(sg.execErr)
+	} else {
+		_ = pw.Close()
+	}
+	<-copied
+	sg.stderr.flush()
+	if sg.copyErr != nil {
+		klog.V(2).Infof("capture segment: %v", sg.copyErr)
+	}
+	return sg
+}
+
+// reconnect waits until the target runs again (the API answers, the pod
+// and its container run), with backoff, until deadline.
+func reconnect(ctx context.Context, t target, deadline time.Time) error {
+	wait := 500 * time.Millisecond
+	for {
+		attempt, cancel := context.WithDeadline(ctx, deadline.Add(time.Second))
+		err := t.ready(attempt)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, errGone):
+			return err
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return err
+		}
+		klog.V(2).Infof("reconnecting to %s/%s: %v", t.pod.Namespace, t.pod.Name, err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(wait, left)):
+		}
+		wait = min(2*wait, 4*time.Second)
+	}
+}
+
+// ephemeralRunning says whether the netdiag container of the pod runs.
+func ephemeralRunning(ctx context.Context, client kubernetes.Interface, p kube.Pod, name string) error {
+	pod, err := client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("pod %s/%s was deleted: %w", p.Namespace, p.Name, errGone)
+	case err != nil:
+		return fmt.Errorf("the API server does not answer: %w", err)
+	case pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning:
+		return fmt.Errorf("pod %s/%s is not running any more: %w", p.Namespace, p.Name, errGone)
+	}
+	for _, st := range pod.Status.EphemeralContainerStatuses {
+		if st.Name != name {
+			continue
+		}
+		switch {
+		case st.State.Running != nil:
+			return nil
+		case st.State.Terminated != nil:
+			return fmt.Errorf("the netdiag container %s ended: %w", name, errGone)
+		}
+		return fmt.Errorf("the netdiag container %s is not running yet", name)
+	}
+	return fmt.Errorf("the netdiag container %s is not in pod %s/%s: %w", name, p.Namespace, p.Name, errGone)
+}
+
+// nodePodRunning says whether the node-debug pod still runs its helper.
+func nodePodRunning(ctx context.Context, client kubernetes.Interface, p kube.Pod) error {
+	pod, err := client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("node-debug pod %s/%s was deleted: %w", p.Namespace, p.Name, errGone)
+	case err != nil:
+		return fmt.Errorf("the API server does not answer: %w", err)
+	case pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
+		return fmt.Errorf("node-debug pod %s/%s ended: %w", p.Namespace, p.Name, errGone)
+	}
+	for _, st := range pod.Status.ContainerStatuses {
+		if st.Name == kube.NodeContainerName && st.State.Running != nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("node-debug pod %s/%s does not run its helper", p.Namespace, p.Name)
+}
+
 // errGraceExpired ends the exec when the helper does not finish in time.
 var errGraceExpired = errors.New("the helper did not finish in time after the capture was stopped")
 
-// stream runs the helper with a heartbeat on stdin.
-func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container string, stdout *outputWriter, stderr *stderrParser, res *Result) error {
+// stream runs the helper (argv) with a heartbeat on stdin; its stdout goes
+// to pcap, and output watches the output that pcap ends in.
+func stream(ctx context.Context, deps Deps, cfg Config, argv []string, t target, output *outputWriter, pcap io.Writer, stderr *stderrParser, res *Result) error {
 	// The exec outlives ctx: after Ctrl-C the helper still has to finish
 	// the file. It is cut only when the grace period is over.
 	execCtx, cancelExec := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -437,7 +710,7 @@ func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container 
 
 	done := make(chan error, 1)
 	go func() {
-		done <- deps.Executor.Stream(execCtx, pod, container, HelperArgs(cfg), stdinR, stdout, stderr)
+		done <- deps.Executor.Stream(execCtx, t.pod, t.container, argv, stdinR, pcap, stderr)
 		// End the heartbeat with EOF: client-go's stdin copier may still be
 		// reading, and a closed reader makes it log an error.
 		closeStdin()
@@ -460,8 +733,8 @@ func stream(ctx context.Context, deps Deps, cfg Config, pod kube.Pod, container 
 	case <-ctx.Done():
 		res.Interrupted = true
 		fmt.Fprintf(deps.ErrOut, "stopping the capture on %s, waiting up to %s for the helper to finish the file...\n", cfg.Label(), cfg.Grace)
-	case <-stdout.gone:
-		fmt.Fprintf(deps.ErrOut, "the reader of %s went away (%v); stopping the capture on %s\n", cfg.OutputName, stdout.err, cfg.Label())
+	case <-output.gone:
+		fmt.Fprintf(deps.ErrOut, "the reader of %s went away (%v); stopping the capture on %s\n", cfg.OutputName, output.err, cfg.Label())
 	}
 	closeStdin()
 	grace := time.NewTimer(cfg.Grace)
@@ -533,6 +806,8 @@ type stderrParser struct {
 	errMsg  string
 	refused chan struct{}
 	refusal error
+	// resumed: this helper resumes a capture whose stream broke.
+	resumed bool
 }
 
 func newStderrParser(errOut io.Writer, target, iface string) *stderrParser {
@@ -592,7 +867,11 @@ func (p *stderrParser) line(raw []byte) {
 		if m.Ready.Filter != "" {
 			filter = fmt.Sprintf(" (filter %q)", m.Ready.Filter)
 		}
-		fmt.Fprintf(p.errOut, "capturing on %s %s%s, Ctrl-C to stop\n", p.target, p.iface, filter)
+		if p.resumed {
+			fmt.Fprintf(p.errOut, "resumed the capture on %s %s%s\n", p.target, p.iface, filter)
+		} else {
+			fmt.Fprintf(p.errOut, "capturing on %s %s%s, Ctrl-C to stop\n", p.target, p.iface, filter)
+		}
 	case m.Error != nil:
 		p.errMsg = m.Error.Message
 		if p.errMsg == "" {

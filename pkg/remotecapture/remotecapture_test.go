@@ -3,6 +3,7 @@ package remotecapture
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -183,7 +184,23 @@ func config(out *memFile) Config {
 	}
 }
 
-var pcapBytes = append([]byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0}, bytes.Repeat([]byte{7}, 100)...)
+// pcapBytes is a helper's pcap: the file header and ten 60-byte packets.
+var pcapBytes = pcapStream(10, 0)
+
+// pcapStream is a classic pcap stream of n 60-byte packets, the first at
+// second first.
+func pcapStream(n, first int) []byte {
+	b := []byte{0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 1, 0, 0, 0}
+	for i := 0; i < n; i++ {
+		rec := make([]byte, 16, 16+60)
+		binary.LittleEndian.PutUint32(rec[0:], uint32(1700000000+first+i))
+		binary.LittleEndian.PutUint32(rec[8:], 60)
+		binary.LittleEndian.PutUint32(rec[12:], 60)
+		rec = append(rec, bytes.Repeat([]byte{byte(i)}, 60)...)
+		b = append(b, rec...)
+	}
+	return b
+}
 
 const statsLine = `{"type":"stats","packets":10,"bytes":1234,"kernelDrops":0,"reason":"count","interface":"eth0"}` + "\n"
 
@@ -214,7 +231,7 @@ func TestCaptureInjectsOnceAndStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantReq := protocol.CaptureRequest{Interface: "eth0", Filter: "tcp port 443", Snaplen: 262144, Count: 10, Format: "pcap", Heartbeat: 15 * time.Second}
+	wantReq := protocol.CaptureRequest{Interface: "eth0", Filter: "tcp port 443", Snaplen: 262144, Count: 10, Format: "pcap", Heartbeat: 15 * time.Second, ID: "cap-abcde"}
 	if d := cmp.Diff(wantReq, got); d != "" {
 		t.Errorf("helper request (-want +got):\n%s", d)
 	}
