@@ -12,7 +12,7 @@ GO_LDFLAGS := -s -w \
   -X github.com/kubectl-netdiag/kubectl-netdiag/pkg/version.Version=$(VERSION) \
   -X github.com/kubectl-netdiag/kubectl-netdiag/pkg/version.HelperImageRepo=$(IMAGE_REPO)
 
-.PHONY: all build plugin helper image test unit integration e2e bench demo cluster-up cluster-down load-image clean
+.PHONY: all build plugin helper image test unit integration fuzz e2e bench demo cluster-up cluster-down load-image clean
 all: build
 
 build: plugin helper
@@ -36,12 +36,15 @@ cluster-down:
 load-image: image
 	e2e/cluster/import-image.sh $(OUT)/netdiag-helper-image.tar
 
-# Every test: unit, kernel integration (root, real network namespaces) and
+# Every test: unit, kernel integration (root, real network namespaces), a
+# bounded differential fuzz of the filter pre-check against libpcap, and
 # end-to-end on the local cluster (brought up if it is not running).
-test: unit integration e2e
+test: unit integration fuzz e2e
 
 unit:
+	hack/ensure-packages.sh tshark
 	$(GO) vet ./...
+	hack/check-deps.sh
 	CGO_ENABLED=0 $(GO) test -count=1 ./...
 
 # The helper's tests linked with the static libpcap (filter compiler), and as
@@ -51,6 +54,12 @@ integration:
 	hack/test-helper.sh
 	$(GO) test -tags integration -count=1 ./pkg/checks/...
 
+# Differential fuzzing of the plugin's filter pre-check against libpcap (the
+# helper's static build): whatever the pre-check refuses, libpcap must refuse.
+FUZZTIME ?= 30s
+fuzz:
+	hack/test-helper.sh --pkg ./pkg/filter -run '^$$' -fuzz '^FuzzAgainstLibpcap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s -timeout 0
+
 e2e: build cluster-up load-image e2e-release
 	NETDIAG_RELEASE_DIR='$(abspath $(E2E_RELEASE_DIR))' NETDIAG_KREW_BIN='$(abspath $(KREW_BIN))' \
 	  $(GO) test -tags e2e -count=1 -v -timeout 30m -skip TestHealthyNodeAfterAll ./e2e/
@@ -59,9 +68,12 @@ e2e: build cluster-up load-image e2e-release
 
 # Benchmarks, each against its reference measured in the same run (ratios,
 # not timings: these machines are shared and noisy).
+# CaptureVsTcpdump matches both capture references: a burst half matching
+# "udp port 40001", and the iperf3 flood of 64-byte datagrams (...Flood).
 bench:
+	hack/ensure-packages.sh iproute2 tcpdump iperf3
 	hack/test-helper.sh -run '^$$' -bench 'Capture$$' -benchmem
-	hack/test-helper.sh -run '^$$' -bench CaptureVsTcpdump -benchtime 3x
+	hack/test-helper.sh -run '^$$' -bench 'CaptureVsTcpdump' -benchtime 3x
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/checks/
 	$(MAKE) build cluster-up load-image
 	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 5x ./e2e/
