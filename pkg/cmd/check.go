@@ -18,6 +18,10 @@ import (
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/report"
 )
 
+// checkReconnectTimeout is how long a check whose stream broke waits for its
+// node pod to answer again before it runs once more.
+const checkReconnectTimeout = time.Minute
+
 // CheckOptions are the flags and clients every check command shares.
 type CheckOptions struct {
 	clusterOptions
@@ -162,6 +166,7 @@ func (o *CheckOptions) run(ctx context.Context, nodes []string, cfg nodeops.Conf
 	cfg.PullPolicy = corev1.PullPolicy(o.PullPolicy)
 	cfg.PullSecrets = o.pullSecrets()
 	cfg.StartTimeout = o.Timeout
+	cfg.ReconnectTimeout = checkReconnectTimeout
 	cfg.MaxConcurrency = o.MaxConcurrency
 	cfg.RuntimeEndpoint = o.RuntimeEndpoint
 	cfg.LookupRuntimeEndpoint = o.LookupRuntimeEndpoint

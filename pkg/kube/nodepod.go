@@ -322,16 +322,38 @@ func (s *NodeSession) Close() {
 }
 
 func (s *NodeSession) deletePod() {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	// An API server that is restarting answers again within seconds: keep
+	// trying for a while, so a run that ends during an outage leaves no
+	// pod behind once the API is back.
+	ctx, cancel := context.WithTimeout(context.Background(), deleteRetryFor)
 	defer cancel()
-	err := s.deps.Client.CoreV1().Pods(s.Pod.Namespace).Delete(ctx, s.Pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
-	if err != nil && !apierrors.IsNotFound(err) {
-		s.deps.warn("could not delete node-debug pod %s/%s: %v (it ends by itself once its helper is idle; or: kubectl delete pod %s -n %s)",
-			s.Pod.Namespace, s.Pod.Name, err, s.Pod.Name, s.Pod.Namespace)
-		return
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, 10*time.Second)
+		err := s.deps.Client.CoreV1().Pods(s.Pod.Namespace).Delete(attempt, s.Pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+		cancelAttempt()
+		if err == nil || apierrors.IsNotFound(err) {
+			klog.V(2).Infof("deleted node-debug pod %s/%s", s.Pod.Namespace, s.Pod.Name)
+			return
+		}
+		retry := !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err)
+		if retry {
+			select {
+			case <-ctx.Done():
+				retry = false
+			case <-time.After(time.Second):
+			}
+		}
+		if !retry {
+			s.deps.warn("could not delete node-debug pod %s/%s: %v (it ends by itself once its helper is idle; or: kubectl delete pod %s -n %s)",
+				s.Pod.Namespace, s.Pod.Name, err, s.Pod.Name, s.Pod.Namespace)
+			return
+		}
+		klog.V(2).Infof("deleting node-debug pod %s/%s: %v; retrying", s.Pod.Namespace, s.Pod.Name, err)
 	}
-	klog.V(2).Infof("deleted node-debug pod %s/%s", s.Pod.Namespace, s.Pod.Name)
 }
+
+// deleteRetryFor bounds how long a node pod's deletion is retried.
+var deleteRetryFor = 30 * time.Second
 
 // Exec runs the helper with args (after /netdiag-helper) and parses its
 // JSON lines.
@@ -354,11 +376,78 @@ func (s *NodeSession) Exec(ctx context.Context, args []string, stdin []byte) (*H
 		}
 		msg := strings.TrimSpace(errb.String())
 		if msg != "" {
-			return rep, fmt.Errorf("running the helper: %w (stderr: %s)", err, msg)
+			return rep, fmt.Errorf("running the helper: %w (stderr: %s)", &StreamError{err}, msg)
 		}
-		return rep, fmt.Errorf("running the helper: %w", err)
+		return rep, fmt.Errorf("running the helper: %w", &StreamError{err})
 	}
 	return rep, perr
+}
+
+// StreamError is an exec stream that failed under a helper that had not
+// reported an error itself: the connection broke (an API server
+// restarted), and a retry may succeed.
+type StreamError struct{ Err error }
+
+func (e *StreamError) Error() string { return e.Err.Error() }
+func (e *StreamError) Unwrap() error { return e.Err }
+
+// IsStreamError says whether err is (or wraps) a StreamError.
+func IsStreamError(err error) bool {
+	var se *StreamError
+	return errors.As(err, &se)
+}
+
+// NodePodRunning says whether the node-debug pod still runs its helper;
+// an error wrapping ErrPodGone says it never will again.
+func NodePodRunning(ctx context.Context, client kubernetes.Interface, p Pod) error {
+	pod, err := client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("node-debug pod %s/%s was deleted: %w", p.Namespace, p.Name, ErrPodGone)
+	case err != nil:
+		return fmt.Errorf("the API server does not answer: %w", err)
+	case pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
+		return fmt.Errorf("node-debug pod %s/%s ended: %w", p.Namespace, p.Name, ErrPodGone)
+	}
+	for _, st := range pod.Status.ContainerStatuses {
+		if st.Name == NodeContainerName && st.State.Running != nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("node-debug pod %s/%s does not run its helper", p.Namespace, p.Name)
+}
+
+// ErrPodGone marks a pod or container that will not run again.
+var ErrPodGone = errors.New("gone")
+
+// WaitUntil retries ready with backoff (0.5s doubling to 4s) until it
+// succeeds, fails with ErrPodGone, ctx ends, or deadline passes.
+func WaitUntil(ctx context.Context, deadline time.Time, ready func(context.Context) error) error {
+	wait := 500 * time.Millisecond
+	for {
+		attempt, cancel := context.WithDeadline(ctx, deadline.Add(time.Second))
+		err := ready(attempt)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrPodGone):
+			return err
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return err
+		}
+		klog.V(2).Infof("waiting: %v", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(wait, left)):
+		}
+		wait = min(2*wait, 4*time.Second)
+	}
 }
 
 // HelperReport is one helper run's stdout: hello, findings or actions, done.

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -15,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
@@ -206,4 +208,47 @@ func TestStartNodePodInterruptedWhileStarting(t *testing.T) {
 		t.Fatalf("error %v, want interrupted", err)
 	}
 	podGone(t, client, "netdiag-node-node-1-abcde")
+}
+
+// TestNodeSessionDeleteRetries: a node pod whose deletion meets an API
+// server that is restarting is deleted once it answers; one the user may
+// not delete is reported at once, on the command's error stream.
+func TestNodeSessionDeleteRetries(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		err      error
+		failures int
+		warn     string
+	}{
+		{"API down twice", errors.New("dial tcp 127.0.0.1:6443: connect: connection refused"), 2, ""},
+		{"forbidden", apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "x", errors.New("no")), 1, "warning: could not delete node-debug pod ops/netdiag-node-node-1-abcde"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client := fake.NewClientset()
+			runningOnCreate(client)
+			left := tt.failures
+			client.PrependReactor("delete", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+				if left > 0 {
+					left--
+					return true, nil, tt.err
+				}
+				return false, nil, nil
+			})
+			var errOut bytes.Buffer
+			s, err := StartNodePod(context.Background(), Deps{Client: client, Executor: &keepaliveExec{}, NameSuffix: func() string { return "abcde" }, ErrOut: &errOut}, nodeSpec())
+			if err != nil {
+				t.Fatal(err)
+			}
+			begin := time.Now()
+			s.Close()
+			if tt.warn == "" {
+				podGone(t, client, "netdiag-node-node-1-abcde")
+				if errOut.Len() != 0 || time.Since(begin) < 2*time.Second {
+					t.Errorf("after %s: stderr %q", time.Since(begin), errOut.String())
+				}
+			} else if !strings.HasPrefix(errOut.String(), tt.warn) || time.Since(begin) > time.Second {
+				t.Errorf("after %s: stderr %q, want %q", time.Since(begin), errOut.String(), tt.warn)
+			}
+		})
+	}
 }

@@ -74,6 +74,10 @@ type Config struct {
 	PullSecrets []corev1.LocalObjectReference
 	// StartTimeout bounds the wait for each node pod to run.
 	StartTimeout time.Duration
+	// ReconnectTimeout bounds the wait for a node pod whose check stream
+	// broke to answer again; the check then runs once more (0: no retry;
+	// a fix is never retried).
+	ReconnectTimeout time.Duration
 	// MaxConcurrency bounds how many nodes are worked on at once.
 	MaxConcurrency int
 	// Writable mounts the host's / read-write (fixes).
@@ -177,6 +181,14 @@ func runNode(ctx context.Context, deps kube.Deps, cfg Config, node string) Resul
 	defer s.Close()
 
 	rep, err := s.Exec(ctx, req.Command(), req.Stdin())
+	if err != nil && kube.IsStreamError(err) && ctx.Err() == nil && cfg.ReconnectTimeout > 0 {
+		// The stream broke (an API server restarted): a check changes
+		// nothing, so it runs again once the node pod answers.
+		err = retryCheck(ctx, deps, s.Pod, cfg.ReconnectTimeout, err, func() error {
+			rep, err = s.Exec(ctx, req.Command(), req.Stdin())
+			return err
+		})
+	}
 	if rep != nil {
 		res.Findings = rep.Findings
 	}
@@ -202,6 +214,21 @@ func runNode(ctx context.Context, deps kube.Deps, cfg Config, node string) Resul
 		res.Findings = rep.Findings
 	}
 	return res
+}
+
+// retryCheck waits for the node pod to answer again after a broken check
+// stream, up to timeout, and runs the check once more.
+func retryCheck(ctx context.Context, deps kube.Deps, pod kube.Pod, timeout time.Duration, broke error, again func() error) error {
+	klog.V(1).Infof("the check stream of %s/%s broke (%v); retrying", pod.Namespace, pod.Name, broke)
+	if err := kube.WaitUntil(ctx, time.Now().Add(timeout), func(ctx context.Context) error {
+		return kube.NodePodRunning(ctx, deps.Client, pod)
+	}); err != nil {
+		return fmt.Errorf("%w; the node pod did not answer again within %s: %v", broke, timeout, err)
+	}
+	if err := again(); err != nil {
+		return fmt.Errorf("the check's stream broke (%v), and so did its retry: %w", broke, err)
+	}
+	return nil
 }
 
 // KubeletRuntimeEndpoint asks the node's kubelet (nodes/proxy configz) for

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -178,8 +179,8 @@ func TestFixerRun(t *testing.T) {
 func TestResolvePod(t *testing.T) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", UID: "u-1"},
-		Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "app", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
-		Status: corev1.PodStatus{PodIP: "10.244.0.7", ContainerStatuses: []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://abc"}}},
+		Spec:       corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "app", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+		Status:     corev1.PodStatus{PodIP: "10.244.0.7", ContainerStatuses: []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://abc"}}},
 	}
 	hostNet := pod.DeepCopy()
 	hostNet.Name, hostNet.Spec.HostNetwork = "hn", true
@@ -241,5 +242,23 @@ func TestNodePodState(t *testing.T) {
 		if live != tt.live || why != tt.why {
 			t.Errorf("%+v: %v %q, want %v %q", tt.status.Phase, live, why, tt.live, tt.why)
 		}
+	}
+}
+
+func TestRetryCheckAfterABrokenStream(t *testing.T) {
+	running := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ops", Name: "np"},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{
+			{Name: kube.NodeContainerName, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}},
+	}
+	broke := &kube.StreamError{Err: errors.New("websocket: close 1006")}
+	deps := kube.Deps{Client: fake.NewSimpleClientset(running)}
+	ran := 0
+	if err := retryCheck(context.Background(), deps, kube.Pod{Namespace: "ops", Name: "np"}, time.Second, broke, func() error { ran++; return nil }); err != nil || ran != 1 {
+		t.Errorf("retry: %v, ran %d", err, ran)
+	}
+	err := retryCheck(context.Background(), kube.Deps{Client: fake.NewSimpleClientset()}, kube.Pod{Namespace: "ops", Name: "np"}, 10*time.Second, broke, func() error { ran++; return nil })
+	if err == nil || !strings.Contains(err.Error(), "websocket: close 1006; the node pod did not answer again within 10s: node-debug pod ops/np was deleted") || ran != 1 {
+		t.Errorf("pod gone: %v, ran %d", err, ran)
 	}
 }

@@ -373,7 +373,7 @@ func runNode(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	defer session.Close()
 	res.Container = kube.NodeContainerName
 	t := target{pod: session.Pod, container: kube.NodeContainerName}
-	t.ready = func(ctx context.Context) error { return nodePodRunning(ctx, deps.Client, t.pod) }
+	t.ready = func(ctx context.Context) error { return kube.NodePodRunning(ctx, deps.Client, t.pod) }
 	return capture(ctx, deps, cfg, res, t, out)
 }
 
@@ -407,10 +407,6 @@ type target struct {
 	container string
 	ready     func(ctx context.Context) error
 }
-
-// errGone marks a target that will not come back (its pod deleted, its
-// container ended): no point in waiting for it.
-var errGone = errors.New("gone")
 
 // segment is one helper run of a capture.
 type segment struct {
@@ -620,31 +616,7 @@ func runSegment(ctx context.Context, deps Deps, cfg Config, req protocol.Capture
 // reconnect waits until the target runs again (the API answers, the pod
 // and its container run), with backoff, until deadline.
 func reconnect(ctx context.Context, t target, deadline time.Time) error {
-	wait := 500 * time.Millisecond
-	for {
-		attempt, cancel := context.WithDeadline(ctx, deadline.Add(time.Second))
-		err := t.ready(attempt)
-		cancel()
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, errGone):
-			return err
-		case ctx.Err() != nil:
-			return ctx.Err()
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return err
-		}
-		klog.V(2).Infof("reconnecting to %s/%s: %v", t.pod.Namespace, t.pod.Name, err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(min(wait, left)):
-		}
-		wait = min(2*wait, 4*time.Second)
-	}
+	return kube.WaitUntil(ctx, deadline, t.ready)
 }
 
 // ephemeralRunning says whether the netdiag container of the pod runs.
@@ -652,11 +624,11 @@ func ephemeralRunning(ctx context.Context, client kubernetes.Interface, p kube.P
 	pod, err := client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return fmt.Errorf("pod %s/%s was deleted: %w", p.Namespace, p.Name, errGone)
+		return fmt.Errorf("pod %s/%s was deleted: %w", p.Namespace, p.Name, kube.ErrPodGone)
 	case err != nil:
 		return fmt.Errorf("the API server does not answer: %w", err)
 	case pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning:
-		return fmt.Errorf("pod %s/%s is not running any more: %w", p.Namespace, p.Name, errGone)
+		return fmt.Errorf("pod %s/%s is not running any more: %w", p.Namespace, p.Name, kube.ErrPodGone)
 	}
 	for _, st := range pod.Status.EphemeralContainerStatuses {
 		if st.Name != name {
@@ -666,30 +638,11 @@ func ephemeralRunning(ctx context.Context, client kubernetes.Interface, p kube.P
 		case st.State.Running != nil:
 			return nil
 		case st.State.Terminated != nil:
-			return fmt.Errorf("the netdiag container %s ended: %w", name, errGone)
+			return fmt.Errorf("the netdiag container %s ended: %w", name, kube.ErrPodGone)
 		}
 		return fmt.Errorf("the netdiag container %s is not running yet", name)
 	}
-	return fmt.Errorf("the netdiag container %s is not in pod %s/%s: %w", name, p.Namespace, p.Name, errGone)
-}
-
-// nodePodRunning says whether the node-debug pod still runs its helper.
-func nodePodRunning(ctx context.Context, client kubernetes.Interface, p kube.Pod) error {
-	pod, err := client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return fmt.Errorf("node-debug pod %s/%s was deleted: %w", p.Namespace, p.Name, errGone)
-	case err != nil:
-		return fmt.Errorf("the API server does not answer: %w", err)
-	case pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
-		return fmt.Errorf("node-debug pod %s/%s ended: %w", p.Namespace, p.Name, errGone)
-	}
-	for _, st := range pod.Status.ContainerStatuses {
-		if st.Name == kube.NodeContainerName && st.State.Running != nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("node-debug pod %s/%s does not run its helper", p.Namespace, p.Name)
+	return fmt.Errorf("the netdiag container %s is not in pod %s/%s: %w", name, p.Namespace, p.Name, kube.ErrPodGone)
 }
 
 // errGraceExpired ends the exec when the helper does not finish in time.
