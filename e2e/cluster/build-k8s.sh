@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
-# kubelet from the Go module proxy (no git clone, no Docker) into
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubelet and kube-proxy from the Go module proxy (no git clone, no Docker) into
 #   ${CACHE_DIR:-$HOME/.cache/kubectl-netdiag}/k8s/${K8S_VERSION}/bin
 # using a wrapper module that lives in the cache (never in the repo).
-# Skips the build when all binaries are already present.
+# Incremental per binary: only the missing ones are built (a binary added to
+# the list later costs just its own build, not a rebuild of the others);
+# nothing runs when all are present.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
@@ -11,7 +13,7 @@ CACHE_DIR="${CACHE_DIR:-$HOME/.cache/kubectl-netdiag}"
 K8S_CACHE="${CACHE_DIR}/k8s/${K8S_VERSION}"
 BIN_DIR="${K8S_CACHE}/bin"
 WRAP_DIR="${K8S_CACHE}/wrapper"
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 have_all() {
   local b
@@ -65,6 +67,7 @@ import (
 	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubelet"
 )
@@ -90,4 +93,5 @@ build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kubelet k8s.io/kubernetes/cmd/kubelet
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
+build kube-proxy k8s.io/kubernetes/cmd/kube-proxy
 echo "k8s ${K8S_VERSION} binaries built in $((SECONDS - total)) s into ${BIN_DIR}"

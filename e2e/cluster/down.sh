@@ -3,7 +3,8 @@
 # side effects: pods are deleted while the kubelet is still healthy (bounded
 # time), daemons are stopped by PID, leftover pod processes/shims are killed,
 # mounts under the state dir and CNI netns are removed, veths and cbr0 are
-# deleted, KUBE-*/CNI-* iptables chains are removed, the kubepods cgroups
+# deleted (and the upstream DNS server's address on lo), KUBE-*/CNI-* iptables
+# chains (the kubelet's and kube-proxy's) are removed, the kubepods cgroups
 # are removed and the sysctls the kubelet rewrote are restored. The state
 # directory is removed; its logs are kept in ${NETDIAG_CLUSTER_DIR}.last-logs.
 # The binary cache (${CACHE_DIR}) is kept.
@@ -16,7 +17,7 @@ source "${HERE}/lib.sh"
 require_root
 START=${SECONDS}
 
-if [[ ! -e "${D}" ]] && [[ ! -d "/sys/class/net/${BRIDGE}" ]] && [[ -z "$(our_pids)" ]]; then
+if [[ ! -e "${D}" ]] && [[ ! -d "/sys/class/net/${BRIDGE}" ]] && ! dns_addr_present && [[ -z "$(our_pids)" ]]; then
   log "nothing to tear down (${D} does not exist)"
   exit 0
 fi

@@ -6,6 +6,9 @@
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 CACHE_DIR="${CACHE_DIR:-$HOME/.cache/kubectl-netdiag}"
 K8S_BIN="${CACHE_DIR}/k8s/${K8S_VERSION}/bin"
+# The trimmed CoreDNS (e2e/cluster/coredns, built by build-coredns.sh).
+COREDNS_VERSION="$(awk '$1 == "github.com/coredns/coredns" {print $2; exit} $1 == "require" && $2 == "github.com/coredns/coredns" {print $3; exit}' "$(dirname "${BASH_SOURCE[0]}")/coredns/go.mod" 2>/dev/null || true)"
+COREDNS_BIN="${CACHE_DIR}/coredns/${COREDNS_VERSION}/coredns"
 
 # All state lives under this one directory.
 NETDIAG_CLUSTER_DIR="${NETDIAG_CLUSTER_DIR:-/var/lib/netdiag-cluster}"
@@ -39,21 +42,44 @@ POD_CIDR="10.244.0.0/24"
 POD_GW="10.244.0.1"
 SERVICE_CIDR="10.96.0.0/16"
 SERVICE_IP="10.96.0.1"
+# The kube-dns Service's ClusterIP (the 10th IP of SERVICE_CIDR) and the
+# cluster's DNS domain.
+DNS_IP="10.96.0.10"
+CLUSTER_DOMAIN="cluster.local"
+# The node's test upstream DNS server (CoreDNS, zone TEST_ZONE) that the
+# cluster's CoreDNS forwards everything else to. It listens on a link-local
+# /32 added to the node's lo (these kernels have no dummy links): pods reach
+# it through their default route (the node), unlike 127.0.0.1. Nothing is
+# forwarded further.
+DNS_ADDR_DEV="lo"
+UPSTREAM_DNS="169.254.53.53"
+TEST_ZONE="example.test"
+# Optional NodeLocal-DNSCache-style cache (up.sh with
+# NETDIAG_CLUSTER_NODELOCAL=1): CoreDNS on the node at this address (a /32
+# on lo too), the kubelet's clusterDNS; it forwards the cluster domain to the
+# kube-dns ClusterIP and everything else to the upstream. The marker file
+# says that the running cluster has it.
+NODELOCAL_DNS="169.254.20.10"
+NODELOCAL_SAVE="${D}/nodelocal.enabled"
 BRIDGE="cbr0"
 PAUSE_IMAGE="localhost/netdiag-pause:v1"
 WEB_IMAGE="localhost/netdiag-web:v1"
+COREDNS_IMAGE="localhost/netdiag-coredns:${COREDNS_VERSION}"
 # The cluster's own OCI registry (plain HTTP, loopback only, in memory):
 # containerd pulls REGISTRY/... from it, as from a real registry.
 REGISTRY_ADDR="127.0.0.1:5000"
 REGISTRY="localhost:5000"
 
 # Daemons in start order; stop order is the reverse.
-DAEMONS=(containerd registry etcd kube-apiserver kube-controller-manager kube-scheduler kubelet)
-# TCP ports our daemons listen on.
-PORTS=(2379 2380 5000 6443 10248 10250 10257 10259)
+# upstream-dns is ${COREDNS_BIN} run as ${D}/bin/upstream-dns (a symlink),
+# so its name is its own.
+DAEMONS=(containerd registry upstream-dns etcd kube-apiserver kube-proxy kube-controller-manager kube-scheduler kubelet)
+# TCP ports our daemons listen on (kube-proxy: 10249 metrics, 10256 healthz).
+PORTS=(2379 2380 5000 6443 10248 10249 10250 10256 10257 10259)
 # Sysctls rewritten by the kubelet / CNI bridge plugin; saved on up, restored on down.
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
-  kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward)
+  kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward
+  net.bridge.bridge-nf-call-iptables)
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -102,7 +128,7 @@ is_ours() {
   [[ "${cmd}" == *"${D}/"* ]] || return 1
   prog="$(basename "${cmd%% *}")"
   case "${prog}" in
-    containerd | containerd-shim* | registry | etcd | kube-apiserver | kube-controller-manager | kube-scheduler | kubelet) return 0 ;;
+    containerd | containerd-shim* | registry | upstream-dns | nodelocal-dns | etcd | kube-apiserver | kube-proxy | kube-controller-manager | kube-scheduler | kubelet) return 0 ;;
   esac
   return 1
 }
@@ -316,7 +342,36 @@ cleanup_links() {
     done
     ip link delete "${BRIDGE}" 2>/dev/null || true
   fi
+  local a
+  for a in "${UPSTREAM_DNS}" "${NODELOCAL_DNS}"; do
+    if dns_addr_present "${a}"; then
+      ip addr del "${a}/32" dev "${DNS_ADDR_DEV}" 2>/dev/null || log "could not remove ${a}/32 from ${DNS_ADDR_DEV}"
+    fi
+  done
 }
+
+# dns_addr_present [ADDR]: ADDR (default: any of the cluster's node DNS
+# addresses) is on DNS_ADDR_DEV.
+dns_addr_present() {
+  local a addrs
+  addrs="$(ip -4 -o addr show dev "${DNS_ADDR_DEV}" 2>/dev/null || true)"
+  for a in "${1:-${UPSTREAM_DNS}}" "${1:-${NODELOCAL_DNS}}"; do
+    grep -qF " ${a}/32 " <<<"${addrs}" && return 0
+  done
+  return 1
+}
+
+# set_nodelocal 0|1: whether the cluster has the node-local DNS cache
+# (NODELOCAL; nodelocal-dns in DAEMONS, last: started after kube-proxy).
+set_nodelocal() {
+  local n kept=()
+  for n in "${DAEMONS[@]}"; do [[ "${n}" == nodelocal-dns ]] || kept+=("${n}"); done
+  DAEMONS=("${kept[@]}")
+  NODELOCAL="$1"
+  [[ "${NODELOCAL}" == 1 ]] && DAEMONS+=(nodelocal-dns)
+  return 0
+}
+if [[ -f "${NODELOCAL_SAVE}" ]]; then set_nodelocal 1; else set_nodelocal 0; fi
 
 # Remove every KUBE-* and CNI-* chain (and the jumps to them) from the
 # iptables and ip6tables tables.
@@ -413,11 +468,13 @@ remove_created_dirs() {
   rm -f "${CREATED_SAVE}"
 }
 
+# save_sysctls: record the values from before the first up; keys added to
+# SYSCTLS since then are appended (already saved ones are kept).
 save_sysctls() {
   local k v
-  [[ -f "${SYSCTL_SAVE}" ]] && return 0
-  : >"${SYSCTL_SAVE}.tmp"
+  if [[ -f "${SYSCTL_SAVE}" ]]; then cp "${SYSCTL_SAVE}" "${SYSCTL_SAVE}.tmp"; else : >"${SYSCTL_SAVE}.tmp"; fi
   for k in "${SYSCTLS[@]}"; do
+    grep -q "^${k}=" "${SYSCTL_SAVE}.tmp" && continue
     v="$(sysctl -n "${k}" 2>/dev/null)" || continue
     printf '%s=%s\n' "${k}" "${v}" >>"${SYSCTL_SAVE}.tmp"
   done

@@ -101,6 +101,12 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 https_ok() { curl -ksSf --max-time 3 -o /dev/null "$1" 2>/dev/null; }
 apiserver_ready() { kc --request-timeout=3s get --raw /readyz >/dev/null 2>&1; }
+# dns_answers SERVER NAME: SERVER resolves NAME.
+dns_answers() {
+  local out
+  out="$(timeout 5 busybox nslookup "$2" "$1" 2>&1)" || return 1
+  grep -q '^Address:.*[0-9]' <<<"$(sed -n '/^Name:/,$p' <<<"${out}")"
+}
 node_ready() {
   [[ "$(kc --request-timeout=3s get node "${NODE_NAME}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
 }
@@ -110,8 +116,11 @@ ready() {
   case "$1" in
     containerd) ctr --address "${CTRD_SOCK}" version >/dev/null 2>&1 ;;
     registry) tcp_open 127.0.0.1 "${REGISTRY_ADDR##*:}" ;;
+    upstream-dns) dns_answers "${UPSTREAM_DNS}" "www.${TEST_ZONE}" ;;
+    nodelocal-dns) dns_answers "${NODELOCAL_DNS}" "www.${TEST_ZONE}" ;;
     etcd) curl -sSf --max-time 3 http://127.0.0.1:2379/health 2>/dev/null | grep -q '"health":"true"' && apiserver_ready ;;
     kube-apiserver) apiserver_ready ;;
+    kube-proxy) curl -sSf --max-time 3 -o /dev/null http://127.0.0.1:10256/healthz 2>/dev/null ;;
     kube-controller-manager) https_ok https://127.0.0.1:10257/healthz ;;
     kube-scheduler) https_ok https://127.0.0.1:10259/healthz ;;
     kubelet) curl -sSf --max-time 3 -o /dev/null http://127.0.0.1:10248/healthz 2>/dev/null && node_ready ;;

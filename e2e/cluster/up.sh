@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Brings up a real single-node Kubernetes cluster on this machine from
-# nothing: containerd (own socket/root), etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler and kubelet, with a CNI bridge
-# (cbr0) pod network. No Docker and no container registry are needed: the
-# sandbox (pause) image and a busybox test image are built locally and
-# imported. All state lives under ${NETDIAG_CLUSTER_DIR:-/var/lib/netdiag-cluster};
-# binaries are cached in ${CACHE_DIR:-$HOME/.cache/kubectl-netdiag}/k8s/<version>/bin.
+# nothing: containerd (own socket/root), etcd, kube-apiserver, kube-proxy
+# (iptables mode), kube-controller-manager, kube-scheduler and kubelet, with a
+# CNI bridge (cbr0) pod network, and cluster DNS: CoreDNS as the kube-dns
+# Service, forwarding to a test upstream DNS server on the node (zone
+# example.test). No Docker and no container registry are needed: the sandbox
+# (pause) image, a busybox test image and the CoreDNS image are built locally
+# and imported. All state lives under ${NETDIAG_CLUSTER_DIR:-/var/lib/netdiag-cluster};
+# binaries are cached in ${CACHE_DIR:-$HOME/.cache/kubectl-netdiag}/k8s/<version>/bin
+# and .../coredns/<version>.
 #
 # Idempotent: when this cluster is already up and healthy it exits 0 at once.
 # Tear down with e2e/cluster/down.sh.
@@ -16,7 +19,7 @@ REPO="$(cd "${HERE}/../.." && pwd)"
 # shellcheck source=e2e/cluster/lib.sh
 source "${HERE}/lib.sh"
 
-PACKAGES=(containerd runc containernetworking-plugins iptables conntrack openssl iproute2 busybox-static)
+PACKAGES=(containerd runc containernetworking-plugins iptables conntrack openssl iproute2 busybox-static curl)
 START=${SECONDS}
 KUBECTL="$(find_kubectl)"
 export KUBECTL
@@ -27,6 +30,8 @@ print_usage() {
 Cluster is up (node ${NODE_NAME}). Use it with:
   source ${ENV_FILE}
   \$KUBECTL get nodes
+Cluster DNS:               kube-dns ${DNS_IP} (domain ${CLUSTER_DOMAIN}), upstream ${UPSTREAM_DNS} (zone ${TEST_ZONE}), pods use $([[ "${NODELOCAL}" == 1 ]] && echo "the node-local cache ${NODELOCAL_DNS}" || echo "${DNS_IP}")
+  busybox nslookup kubernetes.default.svc.${CLUSTER_DOMAIN} ${DNS_IP}
 Import an image archive:   ${HERE}/import-image.sh FILE.tar
 Tear it down:              ${HERE}/down.sh
 Logs:                      ${LOG_DIR}/*.log
@@ -34,6 +39,11 @@ EOF
 }
 
 # ----------------------------------------------------------------- helpers
+
+# The node-local DNS cache is wanted (NETDIAG_CLUSTER_NODELOCAL=1); a
+# running cluster without it (or with it, when not wanted) is restarted.
+WANT_NODELOCAL=0
+[[ "${NETDIAG_CLUSTER_NODELOCAL:-0}" == 1 ]] && WANT_NODELOCAL=1
 
 tail_log() {
   local f="${LOG_DIR}/$1.log"
@@ -90,11 +100,41 @@ start_daemon() {
 healthy() {
   local name
   [[ -f "${ENV_FILE}" ]] || return 1
+  [[ "${NODELOCAL}" == "${WANT_NODELOCAL}" ]] || return 1
   for name in "${DAEMONS[@]}"; do
     pid_of "${name}" >/dev/null || return 1
   done
   kc --request-timeout=5s get --raw /readyz >/dev/null 2>&1 || return 1
   [[ "$(kc --request-timeout=5s get node "${NODE_NAME}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+}
+
+# dns_answers SERVER NAME: SERVER resolves NAME (busybox nslookup, from the node).
+dns_answers() {
+  local out
+  out="$(timeout 5 busybox nslookup "$2" "$1" 2>&1)" || return 1
+  grep -q '^Address:.*[0-9]' <<<"$(sed -n '/^Name:/,$p' <<<"${out}")"
+}
+
+# cluster_dns_ready: the kube-dns ClusterIP (so kube-proxy and CoreDNS)
+# answers for the API's Service name and, through the upstream, the test zone.
+cluster_dns_ready() {
+  dns_answers "${DNS_IP}" "kubernetes.default.svc.${CLUSTER_DOMAIN}" &&
+    dns_answers "${DNS_IP}" "www.${TEST_ZONE}" || return 1
+  if [[ "${NODELOCAL}" == 1 ]]; then
+    dns_answers "${NODELOCAL_DNS}" "kubernetes.default.svc.${CLUSTER_DOMAIN}" &&
+      dns_answers "${NODELOCAL_DNS}" "www.${TEST_ZONE}" || return 1
+  fi
+}
+
+# ensure_cluster_dns: apply the kube-dns addon (idempotent) and wait until
+# it answers.
+ensure_cluster_dns() {
+  sed -e "s|@CLUSTER_DOMAIN@|${CLUSTER_DOMAIN}|g" -e "s|@UPSTREAM_DNS@|${UPSTREAM_DNS}|g" \
+    -e "s|@DNS_IP@|${DNS_IP}|g" -e "s|@COREDNS_IMAGE@|${COREDNS_IMAGE}|g" \
+    "${HERE}/manifests/coredns.yaml" >"${D}/coredns.yaml"
+  kc --request-timeout=20s apply -f "${D}/coredns.yaml" >>"${LOG_DIR}/addons.log" 2>&1 ||
+    fail addons "applying the kube-dns addon (${D}/coredns.yaml) failed"
+  wait_for kube-proxy 120 "cluster DNS (${DNS_IP}) to answer for kubernetes.default.svc.${CLUSTER_DOMAIN} and www.${TEST_ZONE}" cluster_dns_ready
 }
 
 ensure_packages() {
@@ -173,6 +213,7 @@ gen_certs() {
     "IP:${NODE_IP},IP:127.0.0.1,DNS:${NODE_NAME},DNS:localhost"
   mkcert controller-manager "/CN=system:kube-controller-manager" clientAuth
   mkcert scheduler "/CN=system:kube-scheduler" clientAuth
+  mkcert kube-proxy "/CN=system:kube-proxy" clientAuth
   gen_key "${PKI}/sa.key"
   openssl pkey -in "${PKI}/sa.key" -pubout -out "${PKI}/sa.pub" 2>/dev/null
   chmod 600 "${PKI}"/*.key
@@ -207,7 +248,7 @@ EOF
 
 build_images() {
   local bb app apps=()
-  log "building images ${PAUSE_IMAGE} and ${WEB_IMAGE}"
+  log "building images ${PAUSE_IMAGE}, ${WEB_IMAGE} and ${COREDNS_IMAGE}"
   mkdir -p "${IMG_DIR}/web"
   (cd "${REPO}" && CGO_ENABLED=0 go build -trimpath -o "${IMG_DIR}/mkimage" ./hack/mkimage &&
     CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "${IMG_DIR}/pause" ./e2e/cluster/pause &&
@@ -239,6 +280,11 @@ build_images() {
     --dir /tmp --dir /root --dir /proc --dir /sys --dir /dev \
     "${apps[@]}" \
     --entrypoint /bin/busybox --cmd httpd,-f,-p,8080,-h,/www 2>>"${LOG_DIR}/images.log"
+
+  # CoreDNS: the binary alone; its Corefile comes from a ConfigMap.
+  "${IMG_DIR}/mkimage" --tag "${COREDNS_IMAGE}" --out "${IMG_DIR}/coredns.tar" \
+    --file "${COREDNS_BIN}:/coredns:0755" --dir /tmp \
+    --entrypoint /coredns 2>>"${LOG_DIR}/images.log"
 }
 
 import_images() {
@@ -247,6 +293,8 @@ import_images() {
     fail images "importing ${PAUSE_IMAGE} failed"
   ctr --address "${CTRD_SOCK}" -n k8s.io images import "${IMG_DIR}/web.tar" >>"${LOG_DIR}/images.log" 2>&1 ||
     fail images "importing ${WEB_IMAGE} failed"
+  ctr --address "${CTRD_SOCK}" -n k8s.io images import "${IMG_DIR}/coredns.tar" >>"${LOG_DIR}/images.log" 2>&1 ||
+    fail images "importing ${COREDNS_IMAGE} failed"
 }
 
 # ----------------------------------------------------------------- configs
@@ -349,7 +397,9 @@ tlsCertFile: ${PKI}/kubelet-serving.crt
 tlsPrivateKeyFile: ${PKI}/kubelet-serving.key
 podCIDR: ${POD_CIDR}
 podLogsDir: ${D}/pod-logs
-clusterDomain: cluster.local
+clusterDomain: ${CLUSTER_DOMAIN}
+clusterDNS:
+- ${POD_DNS}
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
@@ -363,11 +413,89 @@ maxPods: 110
 EOF
 }
 
+write_kube_proxy_config() {
+  mkdir -p "${D}/kube-proxy"
+  # conntrack zeros and localhostNodePorts=false: kube-proxy leaves the
+  # host's nf_conntrack_max, TCP timeouts and route_localnet sysctls alone.
+  cat >"${D}/kube-proxy/config.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: ${KCFG_DIR}/kube-proxy.kubeconfig
+hostnameOverride: ${NODE_NAME}
+mode: iptables
+clusterCIDR: ${POD_CIDR}
+nodePortAddresses: [primary]
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+iptables:
+  localhostNodePorts: false
+  masqueradeAll: false
+  syncPeriod: 30s
+  minSyncPeriod: 1s
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+EOF
+}
+
+# setup_upstream_dns: the upstream's address (a /32 on lo), its Corefile
+# and zone, and the upstream-dns name for the CoreDNS binary.
+setup_upstream_dns() {
+  mkdir -p "${D}/dns" "${D}/bin"
+  ip addr replace "${UPSTREAM_DNS}/32" dev "${DNS_ADDR_DEV}" ||
+    die "could not add ${UPSTREAM_DNS}/32 to ${DNS_ADDR_DEV} for the upstream DNS server"
+  cp "${HERE}/upstream/${TEST_ZONE}.zone" "${D}/dns/${TEST_ZONE}.zone"
+  # Only TEST_ZONE: any other name is refused, nothing is forwarded further.
+  cat >"${D}/dns/Corefile" <<EOF
+${TEST_ZONE}:53 {
+    bind ${UPSTREAM_DNS}
+    file ${D}/dns/${TEST_ZONE}.zone
+    errors
+    log
+}
+EOF
+  ln -sfn "${COREDNS_BIN}" "${D}/bin/upstream-dns"
+}
+
+# setup_nodelocal_dns: the node-local cache's address (a /32 on lo), its
+# Corefile and the nodelocal-dns name for the CoreDNS binary. Unlike the
+# real NodeLocal DNSCache it adds no NOTRACK rules and forwards the cluster
+# domain to the kube-dns ClusterIP itself (through kube-proxy's rules).
+setup_nodelocal_dns() {
+  mkdir -p "${D}/nodelocal" "${D}/bin"
+  ip addr replace "${NODELOCAL_DNS}/32" dev "${DNS_ADDR_DEV}" ||
+    die "could not add ${NODELOCAL_DNS}/32 to ${DNS_ADDR_DEV} for the node-local DNS cache"
+  cat >"${D}/nodelocal/Corefile" <<EOF
+${CLUSTER_DOMAIN}:53 in-addr.arpa:53 ip6.arpa:53 {
+    bind ${NODELOCAL_DNS}
+    errors
+    cache 30
+    forward . ${DNS_IP} {
+        force_tcp
+    }
+}
+.:53 {
+    bind ${NODELOCAL_DNS}
+    errors
+    cache 30
+    forward . ${UPSTREAM_DNS}
+}
+EOF
+  ln -sfn "${COREDNS_BIN}" "${D}/bin/nodelocal-dns"
+}
+
 # --------------------------------------------------------------------- main
 
 require_root
 
 if [[ -d "${D}" ]] && healthy; then
+  if ! cluster_dns_ready; then
+    log "cluster DNS does not answer; applying the kube-dns addon again"
+    ensure_cluster_dns
+  fi
   log "cluster in ${D} is already up and healthy (node ${NODE_NAME})"
   print_usage
   exit 0
@@ -375,10 +503,12 @@ fi
 
 ensure_packages
 "${HERE}/build-k8s.sh"
+"${HERE}/build-coredns.sh"
 for b in "${DAEMONS[@]}"; do
-  [[ "${b}" == containerd || "${b}" == registry ]] && continue
+  case "${b}" in containerd | registry | upstream-dns | nodelocal-dns) continue ;; esac
   [[ -x "${K8S_BIN}/${b}" ]] || die "missing ${K8S_BIN}/${b}"
 done
+[[ -x "${COREDNS_BIN}" ]] || die "missing ${COREDNS_BIN}"
 
 # Remove leftovers of an earlier run of this script (keeping the saved
 # sysctls, which still hold the values from before the first run).
@@ -389,24 +519,36 @@ if [[ -e "${D}" ]] || [[ -d "/sys/class/net/${BRIDGE}" ]] || [[ -n "$(our_pids)"
     find "${D}" -mindepth 1 -maxdepth 1 ! -name "$(basename "${SYSCTL_SAVE}")" ! -name "$(basename "${CREATED_SAVE}")" ! -name "$(basename "${NETNS_BIND_SAVE}")" -exec rm -rf --one-file-system {} +
   fi
 fi
+set_nodelocal "${WANT_NODELOCAL}"
+POD_DNS="${DNS_IP}"
+[[ "${NODELOCAL}" == 1 ]] && POD_DNS="${NODELOCAL_DNS}"
 check_ports
 host_network
 log "node ${NODE_NAME}, IP ${NODE_IP}, uplink ${UPLINK} (MTU ${MTU}), state in ${D}"
 
 mkdir -p "${D}" "${LOG_DIR}" "${RUN_DIR}" "${KCFG_DIR}" "${ETCD_DIR}" "${IMG_DIR}"
 chmod 700 "${D}"
+[[ "${NODELOCAL}" == 1 ]] && touch "${NODELOCAL_SAVE}"
 save_sysctls
 save_created_dirs
 ensure_netns_dir
+# Bridged pod-to-pod traffic must pass iptables, or a pod's reply to another
+# pod that reached it through a ClusterIP skips kube-proxy's un-DNAT.
+sysctl -q -w net.bridge.bridge-nf-call-iptables=1 ||
+  die "could not set net.bridge.bridge-nf-call-iptables=1 (kube-proxy needs bridged traffic in iptables)"
 
 gen_certs
 kubeconfig admin admin
 kubeconfig controller-manager controller-manager
 kubeconfig scheduler scheduler
 kubeconfig kubelet kubelet-client
+kubeconfig kube-proxy kube-proxy
 build_images
 write_containerd_config
 write_kubelet_config
+write_kube_proxy_config
+setup_upstream_dns
+[[ "${NODELOCAL}" == 1 ]] && setup_nodelocal_dns
 
 # containerd
 start_daemon containerd containerd --config "${CTRD_DIR}/config.toml" --log-level info
@@ -416,6 +558,10 @@ import_images
 # the registry (images pushed by the tests; the kubelet pulls from it)
 start_daemon registry "${D}/bin/registry" --addr "${REGISTRY_ADDR}"
 wait_for registry 30 "registry on ${REGISTRY_ADDR}" tcp_open 127.0.0.1 "${REGISTRY_ADDR##*:}"
+
+# the node's test upstream DNS server
+start_daemon upstream-dns "${D}/bin/upstream-dns" -conf "${D}/dns/Corefile"
+wait_for upstream-dns 30 "upstream DNS on ${UPSTREAM_DNS}" dns_answers "${UPSTREAM_DNS}" "www.${TEST_ZONE}"
 
 # etcd
 start_daemon etcd "${K8S_BIN}/etcd" --name netdiag --data-dir "${ETCD_DIR}" \
@@ -444,6 +590,12 @@ start_daemon kube-apiserver "${K8S_BIN}/kube-apiserver" \
   --service-cluster-ip-range="${SERVICE_CIDR}" \
   --profiling=false --v=1
 wait_for kube-apiserver 90 "kube-apiserver /readyz" kc --request-timeout=3s get --raw /readyz
+
+# kube-proxy (iptables mode): Services' ClusterIPs
+start_daemon kube-proxy "${K8S_BIN}/kube-proxy" --config="${D}/kube-proxy/config.yaml" --v=1
+if [[ "${NODELOCAL}" == 1 ]]; then
+  start_daemon nodelocal-dns "${D}/bin/nodelocal-dns" -conf "${D}/nodelocal/Corefile"
+fi
 
 # controller-manager and scheduler
 start_daemon kube-controller-manager "${K8S_BIN}/kube-controller-manager" \
@@ -475,6 +627,9 @@ wait_for kubelet 120 "node ${NODE_NAME} Ready" node_ready
 log "node ${NODE_NAME} is Ready after $((SECONDS - START)) s"
 wait_for kube-controller-manager 120 "ServiceAccount default/default" kc --request-timeout=3s -n default get serviceaccount default
 wait_for kube-controller-manager 120 "ConfigMap default/kube-root-ca.crt" kc --request-timeout=3s -n default get configmap kube-root-ca.crt
+wait_for kube-proxy 60 "kube-proxy /healthz" curl -sSf --max-time 3 -o /dev/null http://127.0.0.1:10256/healthz
+ensure_cluster_dns
+log "cluster DNS ${DNS_IP} answers after $((SECONDS - START)) s"
 
 cat >"${ENV_FILE}.tmp" <<EOF
 # netdiag e2e cluster; KEY=value lines (no quoting needed), then an export line.
@@ -486,7 +641,15 @@ NODE_IP=${NODE_IP}
 KUBECTL=${KUBECTL}
 NETDIAG_CLUSTER_DIR=${D}
 REGISTRY=${REGISTRY}
-export KUBECONFIG CONTAINERD_ADDRESS NODE_NAME NODE_IP KUBECTL NETDIAG_CLUSTER_DIR REGISTRY
+POD_CIDR=${POD_CIDR}
+SERVICE_CIDR=${SERVICE_CIDR}
+NETDIAG_DNS_IP=${DNS_IP}
+NETDIAG_CLUSTER_DOMAIN=${CLUSTER_DOMAIN}
+NETDIAG_UPSTREAM_DNS=${UPSTREAM_DNS}
+NETDIAG_TEST_ZONE=${TEST_ZONE}
+NETDIAG_NODELOCAL_DNS=$([[ "${NODELOCAL}" == 1 ]] && echo "${NODELOCAL_DNS}")
+NETDIAG_POD_DNS=${POD_DNS}
+export KUBECONFIG CONTAINERD_ADDRESS NODE_NAME NODE_IP KUBECTL NETDIAG_CLUSTER_DIR REGISTRY POD_CIDR SERVICE_CIDR NETDIAG_DNS_IP NETDIAG_CLUSTER_DOMAIN NETDIAG_UPSTREAM_DNS NETDIAG_TEST_ZONE NETDIAG_NODELOCAL_DNS NETDIAG_POD_DNS
 EOF
 mv "${ENV_FILE}.tmp" "${ENV_FILE}"
 log "cluster up in $((SECONDS - START)) s"
