@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The dependency rule: the plugin never links the helper's engines (they
 # run on nodes, and pull in netlink, raw sockets and libpcap), and the
-# helper never links client-go (it never talks to the API server).
+# helper never links client-go (it never talks to the API server). The
+# plugin asks DNS questions only through the helper: no DNS library either.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -18,7 +19,7 @@ check() { # PACKAGE FORBIDDEN-REGEX WHY
 	fi
 }
 check ./cmd/kubectl-netdiag \
-	"^($mod/pkg/(checks|capture)|github.com/vishvananda/netlink|github.com/vishvananda/netns|github.com/gopacket/gopacket/(afpacket|pcap)|github.com/ti-mo/conntrack|github.com/mdlayher/netlink)(/|\$)" \
+	"^($mod/pkg/(checks|capture|dnsprobe)|github.com/miekg/dns|github.com/vishvananda/netlink|github.com/vishvananda/netns|github.com/gopacket/gopacket/(afpacket|pcap)|github.com/ti-mo/conntrack|github.com/mdlayher/netlink)(/|\$)" \
 	"a helper-only package"
 check ./debugimage "^k8s.io/(client-go|cli-runtime|kubectl)(/|\$)" "client-go"
 if [ "$fail" = 0 ]; then

@@ -382,3 +382,11 @@ func (e *env) podScope() func(netip.Addr) bool {
 
 // ptr returns a pointer to v, for the optional fields of data structs.
 func ptr[T any](v T) *T { return &v }
+
+// ConntrackStatTotals reads a net/stat/nf_conntrack file: each column
+// summed over CPUs (netdiag-helper dns reads insert_failed and drop before
+// and after its queries).
+func ConntrackStatTotals(path string) (map[string]uint64, error) {
+	st, err := readConntrackStat(path)
+	return st.Totals, err
+}
