@@ -38,6 +38,7 @@ commands:
   capture    capture packets: pcap/pcapng on stdout, JSON lines on stderr
   check      diagnose the node or a pod: JSON lines of findings on stdout
   fix        change the node (bridge up, conntrack max, end stale processes): JSON lines of actions
+  dns        send DNS queries to each hop, the way the pod's resolver does: JSON lines of answers
 
 run "netdiag-helper <command> --help" for the flags of a command
 `
@@ -60,7 +61,7 @@ func hello() protocol.Hello {
 func run(args []string, s streams) int {
 	if len(args) == 0 {
 		fmt.Fprint(s.err, usage)
-		reportError(s.err, usageError{"missing command; one of: version, idle, keepalive, active, capture, check, fix"})
+		reportError(s.err, usageError{"missing command; one of: version, idle, keepalive, active, capture, check, fix, dns"})
 		return exitUsage
 	}
 	var err error
@@ -81,11 +82,13 @@ func run(args []string, s streams) int {
 		return runCheck(args[1:], s)
 	case "fix":
 		return runFix(args[1:], s)
+	case "dns":
+		return runDNS(args[1:], s)
 	case "-h", "--help", "help":
 		fmt.Fprint(s.out, usage)
 		return exitOK
 	default:
-		err = usageError{fmt.Sprintf("unknown command %q; one of: version, idle, keepalive, active, capture, check, fix", args[0])}
+		err = usageError{fmt.Sprintf("unknown command %q; one of: version, idle, keepalive, active, capture, check, fix, dns", args[0])}
 	}
 	return finish(s, err)
 }
