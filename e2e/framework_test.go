@@ -220,7 +220,7 @@ func (c *cluster) namespace(t *testing.T) string {
 }
 
 // webPod starts a busybox httpd on port 8080 and returns it Running.
-func (c *cluster) webPod(t *testing.T, ns, name string) *corev1.Pod {
+func (c *cluster) webPod(t testing.TB, ns, name string) *corev1.Pod {
 	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
@@ -241,7 +241,7 @@ func (c *cluster) webPod(t *testing.T, ns, name string) *corev1.Pod {
 	return c.waitRunning(t, ns, name)
 }
 
-func (c *cluster) waitRunning(t *testing.T, ns, name string) *corev1.Pod {
+func (c *cluster) waitRunning(t testing.TB, ns, name string) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
 	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
