@@ -179,7 +179,7 @@ func runCapture(args []string, s streams) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	stats, err := capture.Run(ctx, cfg, capture.Streams{Stdin: s.in, Stdout: s.out, Stderr: s.err})
+	stats, err := capture.Run(ctx, cfg, capture.Streams{Stdin: s.in, Stdout: s.out, Stderr: s.err, ProgressEvery: req.Progress})
 	if stats == nil {
 		return err
 	}

@@ -43,8 +43,12 @@ type Streams struct {
 	Stdin io.Reader
 	// Stdout receives the pcap/pcapng bytes.
 	Stdout io.Writer
-	// Stderr receives JSON lines (only Run writes to it: the ready line).
+	// Stderr receives JSON lines: Run writes the ready line, Capture a
+	// progress line every ProgressEvery.
 	Stderr io.Writer
+	// ProgressEvery is how often Capture writes a protocol.Progress line
+	// to Stderr while it runs (--progress); 0 writes none.
+	ProgressEvery time.Duration
 }
 
 // FlushInterval is the longest time written packets stay in the buffer.
@@ -154,6 +158,22 @@ func Capture(ctx context.Context, src PacketSource, info Source, cfg Config, st 
 		return stats2, fmt.Errorf("read packets from %s: %w", info.Interface, err)
 	}
 
+	// Progress is due once per ProgressEvery: one time comparison per
+	// block (or packet), against the clock read for the stop conditions.
+	nextProgress := start.Add(st.ProgressEvery)
+	progress := func(now time.Time) {
+		nextProgress = now.Add(st.ProgressEvery)
+		// A failed progress line must not end the capture: the stats
+		// line will say the same.
+		_ = WriteLine(st.Stderr, protocol.Progress{
+			Type: protocol.TypeProgress, Packets: w.packets, Bytes: w.bytes,
+			KernelDrops: src.KernelDrops(), DurationSeconds: now.Sub(start).Seconds(),
+		})
+	}
+	if st.Stderr == nil {
+		st.ProgressEvery = 0
+	}
+
 	blocks, _ := src.(blockSource)
 	for {
 		// Stop conditions and the flush deadline are checked once per
@@ -169,6 +189,9 @@ func Capture(ctx context.Context, src PacketSource, info Source, cfg Config, st 
 		}
 		if cfg.Heartbeat > 0 && now.UnixNano()-lastInput.Load() > int64(cfg.Heartbeat) {
 			return stopWith(ReasonHeartbeat)
+		}
+		if st.ProgressEvery > 0 && !now.Before(nextProgress) {
+			progress(now)
 		}
 		if w.pending() && now.Sub(w.lastFlush) >= FlushInterval {
 			if err := w.flush(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
 
 func TestValidate(t *testing.T) {
@@ -473,3 +476,40 @@ func (l *loopSource) ReadPacket() ([]byte, gopacket.CaptureInfo, error) {
 }
 func (l *loopSource) KernelDrops() uint64 { return 0 }
 func (l *loopSource) Close() error        { return nil }
+
+// Progress lines come every ProgressEvery while the capture runs, with the
+// counts so far; none unless asked.
+func TestProgressLines(t *testing.T) {
+	src := &fakeSource{drops: 3}
+	src.push(packets(4, 100)...)
+	cfg := DefaultConfig()
+	cfg.Duration = 300 * time.Millisecond
+	var stderr bytes.Buffer
+	_, _, _ = run(t, src, cfg, Streams{Stderr: &stderr, ProgressEvery: 50 * time.Millisecond})
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) < 3 || len(lines) > 7 {
+		t.Fatalf("%d progress lines in 300ms at one per 50ms, want 3..7:\n%s", len(lines), stderr.String())
+	}
+	var last protocol.Progress
+	for i, l := range lines {
+		var p protocol.Progress
+		if err := json.Unmarshal([]byte(l), &p); err != nil || p.Type != protocol.TypeProgress {
+			t.Fatalf("line %d %q: %v", i, l, err)
+		}
+		if p.DurationSeconds < last.DurationSeconds || p.Packets < last.Packets {
+			t.Errorf("line %d goes back: %+v after %+v", i, p, last)
+		}
+		last = p
+	}
+	if last.Packets != 4 || last.Bytes != 400 || last.KernelDrops != 3 {
+		t.Errorf("last progress %+v, want 4 packets, 400 bytes, 3 drops", last)
+	}
+
+	stderr.Reset()
+	src = &fakeSource{}
+	src.push(packets(2, 60)...)
+	_, _, _ = run(t, src, cfg, Streams{Stderr: &stderr})
+	if stderr.Len() != 0 {
+		t.Errorf("no --progress, yet stderr got %q", stderr.String())
+	}
+}

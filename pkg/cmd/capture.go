@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +35,8 @@ const (
 	// resume.
 	defaultReconnect = time.Minute
 	minHeartbeat     = 5 * time.Second
+	// defaultMaxPods: a capture of more pods asks first.
+	defaultMaxPods = 20
 )
 
 var captureExample = `  # Capture HTTPS traffic of pod web-0 into web.pcap until Ctrl-C
@@ -48,8 +51,23 @@ var captureExample = `  # Capture HTTPS traffic of pod web-0 into web.pcap until
   # The first 1000 packets, headers only, as pcapng
   kubectl netdiag capture pod/web-0 -s 128 --count 1000 --format pcapng -w web.pcapng
 
+  # Every Running pod of deployment web into one pcapng, an interface per pod
+  kubectl netdiag capture deploy/web -f 'tcp port 8080' --duration 30s -w web.pcapng
+
+  # The pods labelled app=web, live in Wireshark (each pod is an interface)
+  kubectl netdiag capture -l app=web --wireshark
+
   # One pod's HTTP as the node's bridge sees it
-  kubectl netdiag capture node/gke-pool-1-abcd --interface cbr0 -f 'host 10.4.1.5 and port 80' -w node.pcap`
+  kubectl netdiag capture node/gke-pool-1-abcd --interface cbr0 -f 'host 10.4.1.5 and port 80' -w node.pcap
+
+  # A pod in a namespace that enforces Pod Security "restricted", from its node
+  kubectl netdiag capture pod/web-0 -n shop --on-node --node-namespace kube-system -w web.pcap
+
+  # DNS for days, in a ring of the last ten 100 MB files (dns.pcap0 … dns.pcap9)
+  kubectl netdiag capture pod/web-0 -f 'port 53' -C 100 -W 10 -w dns.pcap
+
+  # A new file every hour, named by its start time
+  kubectl netdiag capture pod/web-0 -G 1h -w 'web-%Y%m%d-%H%M%S.pcap'`
 
 // CaptureOptions drives `kubectl netdiag capture`.
 type CaptureOptions struct {
@@ -72,15 +90,35 @@ type CaptureOptions struct {
 	// ReconnectTimeout bounds the resume of a capture whose exec stream
 	// broke; 0 ends the capture at the break.
 	ReconnectTimeout time.Duration
+	// OnNode captures the pod's traffic on its host-side veth from a
+	// node-debug pod in NodeNamespace ("": the pod's namespace).
+	OnNode        bool
+	NodeNamespace string
+	// Rotate splits -w FILE into a series of files (-C, -G, -W:
+	// rotate.go); Now is its clock (tests set it).
+	Rotate rotation
+	Now    func() time.Time
 
 	// Set by Complete (tests may preset IsTerminal).
 	Target     target.Target
 	IsTerminal func(stream any) bool
 
+	// Several pods into one pcapng (capture_many in capture.go): Selector
+	// is -l; Targets are every target (Target is the first).
+	Selector       string
+	MaxConcurrency int
+	MaxPods        int
+	Yes            bool
+	Strict         bool
+	Targets        []target.Target
+	formatSet      bool
+
 	// stoppedBy names the signal that stopped the capture; file is the
 	// -w FILE output while a capture runs (for a second Ctrl-C).
 	stoppedBy atomic.Value
 	file      atomic.Pointer[outputFile]
+	// progress is the live progress line on a terminal's stderr.
+	progress atomic.Pointer[progressLine]
 }
 
 // NewCaptureOptions returns the defaults.
@@ -95,6 +133,8 @@ func NewCaptureOptions(configFlags *genericclioptions.ConfigFlags, streams gener
 		Timeout:          time.Minute,
 		Heartbeat:        defaultHeartbeat,
 		ReconnectTimeout: defaultReconnect,
+		MaxConcurrency:   remotecapture.DefaultMaxConcurrency,
+		MaxPods:          defaultMaxPods,
 	}
 }
 
@@ -102,7 +142,7 @@ func NewCaptureOptions(configFlags *genericclioptions.ConfigFlags, streams gener
 func NewCmdCapture(configFlags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	o := NewCaptureOptions(configFlags, streams)
 	cmd := &cobra.Command{
-		Use:   "capture [pod/]NAME | node/NAME [-c CONTAINER] [--interface IF] [-f FILTER] [-w FILE|-|--wireshark]",
+		Use:   "capture [pod/]NAME... | deploy/NAME | sts/NAME | ds/NAME | -l SELECTOR | node/NAME [-c CONTAINER] [--interface IF] [-f FILTER] [-w FILE|-|--wireshark]",
 		Short: "Capture packets in a pod's network namespace, or on a node's interface",
 		Long: `Capture packets in a pod's network namespace, or on a node's interface.
 
@@ -122,9 +162,33 @@ short (the connection to the pod broke or stalled) exits with code 1.
 
 node/NAME captures on an interface of the node (--interface: cbr0, eth0, a
 pod's veth) through a short-lived node-debug pod (privileged, host network,
-deleted at the end) in the current namespace.`,
+deleted at the end) in the current namespace, or in --node-namespace.
+
+--on-node captures a pod's traffic on its host-side veth, found by the veth
+check, through such a node-debug pod in --node-namespace (default: the pod's
+namespace; it must admit privileged pods): for pods the netdiag container
+cannot be added to (Pod Security baseline or restricted, an admission
+policy, ephemeral containers disabled). Directions are reversed there: what
+the pod sends comes in on the veth.
+
+-C SIZE, -G DURATION and -W N split -w FILE into a series of files as
+tcpdump does (FILE0 … FILE<N-1> with -W N; FILE, FILE1, … without; a % in
+FILE takes the file's start time), each one a complete capture file.
+
+On a terminal, stderr shows a live progress line: packets, bytes, kernel
+drops, rate and elapsed time.
+
+Several pods (pod/a pod/b, deploy/NAME, sts/NAME, ds/NAME: their Running
+pods, -l SELECTOR: the namespace's pods it selects) are captured at once into
+one pcapng, live, with one interface per pod named NAMESPACE/POD and described
+as "eth0 of NAMESPACE/POD on node NODE". Packets are merged in timestamp order
+within a 300ms window. The limits (--count, --duration, --max-bytes) apply to
+each pod. A pod that cannot be captured is reported and the others go on;
+the capture then exits with code 1 (--strict refuses to start instead). More
+than --max-pods pods need a confirmation, or --yes.`,
 		Example: captureExample,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.formatSet = cmd.Flags().Changed("format")
 			if err := o.Complete(args); err != nil {
 				return err
 			}
@@ -150,23 +214,32 @@ func (o *CaptureOptions) AddFlags(cmd *cobra.Command) {
 	f.Int64Var(&o.MaxBytes, "max-bytes", o.MaxBytes, "stop after writing this many bytes (0: no limit)")
 	f.StringVarP(&o.Output, "write", "w", o.Output, "file to write the capture to (a new file, mode 0600, renamed over FILE at the end), or - for stdout (default: stdout when it is not a terminal)")
 	f.BoolVar(&o.Wireshark, "wireshark", o.Wireshark, "stream the capture live into Wireshark (runs wireshark -k -i - on this machine)")
+	f.BoolVar(&o.OnNode, "on-node", o.OnNode, "capture the pod's traffic on its host-side veth, from a node-debug pod on its node: for pods where the netdiag container cannot be added (Pod Security baseline/restricted, an admission policy, ephemeral containers disabled)")
+	f.StringVar(&o.NodeNamespace, "node-namespace", o.NodeNamespace, "namespace of the privileged node-debug pod of --on-node and node/NAME (default: the pod's namespace, for node/NAME the current one); it must admit privileged pods")
+	f.VarP(&sizeValue{n: &o.Rotate.Size}, "rotate-size", "C", "start a new file once the current one is larger than SIZE (as tcpdump -C: a plain number is millions of bytes; or 500kB, 10MB, 1GB, 64MiB); needs -w FILE")
+	f.VarP(&everyValue{d: &o.Rotate.Every}, "rotate-every", "G", "start a new file every DURATION (as tcpdump -G: a plain number is seconds; or 10m, 1h); a % in -w FILE takes the time (web-%Y%m%d-%H%M%S.pcap)")
+	f.IntVarP(&o.Rotate.Files, "rotate-files", "W", o.Rotate.Files, "with -C or -G, keep only the last N files: FILE0 … FILE<N-1>, reused in a ring, as tcpdump -W (0: keep all)")
 	f.StringVar(&o.Format, "format", o.Format, "file format: pcap or pcapng")
 	o.imageOptions.addFlags(f, "helper image to inject")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the helper container to start")
 	f.DurationVar(&o.ReconnectTimeout, "reconnect-timeout", o.ReconnectTimeout, "when the stream from the cluster breaks (an API server restarted), reconnect and resume into the same output for up to this long (0: stop at the break)")
+	f.StringVarP(&o.Selector, "selector", "l", o.Selector, "capture the pods of the namespace this label selector selects (app=web, 'tier in (web,api)') into one pcapng")
+	f.IntVar(&o.MaxConcurrency, "max-concurrency", o.MaxConcurrency, "with several pods: how many are set up at once (netdiag container added and started); every pod's capture then runs to the end")
+	f.IntVar(&o.MaxPods, "max-pods", o.MaxPods, "with more pods than this, ask before capturing them (or pass --yes)")
+	f.BoolVar(&o.Yes, "yes", o.Yes, "capture more than --max-pods pods without asking")
+	f.BoolVar(&o.Strict, "strict", o.Strict, "with several pods: start nothing unless every pod can be captured (default: capture those that can, report the others, exit 1)")
 	f.DurationVar(&o.Heartbeat, "heartbeat", o.Heartbeat, "the helper stops when it hears nothing from the plugin for this long")
 	_ = f.MarkHidden("heartbeat")
 }
 
 // Complete parses the target and finds the namespace and the clients.
 func (o *CaptureOptions) Complete(args []string) error {
-	if len(args) != 1 {
-		return fmt.Errorf("capture needs exactly one pod, e.g. kubectl netdiag capture pod/web-0 (got %d arguments)", len(args))
-	}
-	t, err := target.ParseCapture(args[0])
+	targets, err := target.ParseCaptureArgs(args, o.Selector)
 	if err != nil {
 		return err
 	}
+	t := targets[0]
+	o.Targets = targets
 	if t.Kind == target.KindNode && o.Container != "" {
 		return fmt.Errorf("-c/--container names a container of a pod; a node capture takes --interface, e.g. --interface cbr0")
 	}
@@ -213,7 +286,39 @@ func (o *CaptureOptions) Validate() error {
 	if err := filter.Check(o.Filter); err != nil {
 		return err
 	}
-	return o.validateOutput()
+	if err := o.validateOnNode(); err != nil {
+		return err
+	}
+	if err := o.validateMany(); err != nil {
+		return err
+	}
+	if err := o.Rotate.validate(o.Output, o.Wireshark); err != nil {
+		return err
+	}
+	if err := o.validateOutput(); err != nil {
+		return err
+	}
+	if o.Rotate.on() {
+		if stream, _ := classifyOutput(o.Output); stream {
+			return fmt.Errorf("-C and -G write a series of files, and -w %s is a pipe or a device: name a file", o.Output)
+		}
+	}
+	return nil
+}
+
+// validateOnNode checks --on-node and --node-namespace.
+func (o *CaptureOptions) validateOnNode() error {
+	switch {
+	case o.OnNode && o.Target.Kind == target.KindNode:
+		return fmt.Errorf("--on-node captures a pod's traffic on its node; node/%s is a node already: drop --on-node", o.Target.Name)
+	case o.OnNode && o.Container != "":
+		return fmt.Errorf("--on-node captures all of the pod's traffic on its host-side veth: drop -c/--container")
+	case o.OnNode && o.Interface != "eth0":
+		return fmt.Errorf("--on-node finds the pod's host-side veth itself: drop --interface")
+	case o.NodeNamespace != "" && !o.OnNode && o.Target.Kind != target.KindNode:
+		return fmt.Errorf("--node-namespace is where --on-node runs its node-debug pod: add --on-node, or drop --node-namespace")
+	}
+	return nil
 }
 
 // validInterface follows the kernel's rules for interface names.
@@ -472,6 +577,7 @@ func (o *CaptureOptions) Run(ctx context.Context) error {
 
 // abandon is the second Ctrl-C: keep what the file holds and say so.
 func (o *CaptureOptions) abandon(sig string) {
+	o.stopProgress()
 	msg := fmt.Sprintf("a second %s: stopping at once; the helper in the pod stops by itself within %s", sig, o.Heartbeat)
 	if f := o.file.Load(); f != nil {
 		n := f.Written()
@@ -502,6 +608,7 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 		defer signal.Stop(sigpipe)
 	}
 	var file *outputFile
+	var rot *rotator
 	open := func() (io.WriteCloser, error) {
 		if o.Wireshark {
 			return startWireshark()
@@ -519,6 +626,10 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 				return nil, fmt.Errorf("-w %s: %w", o.Output, unwrapPathError(err))
 			}
 			return f, nil
+		}
+		if o.Rotate.on() {
+			rot = newRotator(o.Output, o.Rotate, o.Now, func(f *outputFile) { o.file.Store(f) })
+			return rot, nil
 		}
 		file, err = createOutputFile(o.Output)
 		if err != nil {
@@ -550,8 +661,19 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 	if o.Target.Kind == target.KindNode {
 		cfg.Pod, cfg.Node = "", o.Target.Name
 	}
-	deps := remotecapture.Deps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, ErrOut: o.ErrOut}
+	cfg.OnNode, cfg.NodeNamespace = o.OnNode, o.NodeNamespace
+	if o.Target.Kind == target.KindNode && o.NodeNamespace != "" {
+		cfg.Namespace = o.NodeNamespace
+	}
+	if o.many() {
+		return o.runMany(ctx, cfg)
+	}
+	deps := remotecapture.Deps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, ErrOut: o.startProgress(&cfg)}
 	res, err := remotecapture.Run(ctx, deps, cfg)
+	o.stopProgress()
+	if rot != nil {
+		outputName = rot.describe()
+	}
 	if res.Interrupted {
 		if by, _ := o.stoppedBy.Load().(string); by != "" {
 			res.InterruptedBy = by
@@ -600,3 +722,89 @@ func startWireshark() (io.WriteCloser, error) {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// ----------------------------------------------- several pods, one pcapng
+
+// many says whether the targets are several pods (a workload, a selector,
+// more than one pod/NAME): one pcapng with an interface per pod.
+func (o *CaptureOptions) many() bool {
+	return len(o.Targets) > 0 && target.Many(o.Targets)
+}
+
+// validateMany checks the flags of a multi-pod capture.
+func (o *CaptureOptions) validateMany() error {
+	if o.MaxConcurrency < 1 {
+		return fmt.Errorf("--max-concurrency must be at least 1, got %d", o.MaxConcurrency)
+	}
+	if o.MaxPods < 1 {
+		return fmt.Errorf("--max-pods must be at least 1, got %d", o.MaxPods)
+	}
+	if !o.many() {
+		return nil
+	}
+	switch {
+	case o.formatSet && o.Format != "pcapng":
+		return fmt.Errorf("several pods are captured into one pcapng, an interface per pod; --format %s cannot hold them: pass --format pcapng, or leave --format out", o.Format)
+	case o.OnNode:
+		return fmt.Errorf("--on-node captures one pod: name a single pod/NAME, or drop --on-node to capture several pods")
+	case o.Rotate.on():
+		return fmt.Errorf("-C/-G rotate the capture of one pod or node: with several pods, write one file (drop -C, -G and -W)")
+	}
+	return nil
+}
+
+// runMany captures the pods the targets select into one pcapng; cfg is
+// every pod's capture, its Open the output.
+func (o *CaptureOptions) runMany(ctx context.Context, cfg remotecapture.Config) error {
+	sel, err := remotecapture.SelectPods(ctx, o.Client, o.Namespace, o.Targets)
+	if err != nil {
+		return err
+	}
+	for _, s := range sel.Skipped {
+		fmt.Fprintf(o.ErrOut, "not a target: %s\n", s)
+	}
+	if len(sel.Pods) > o.MaxPods && !o.Yes {
+		if !o.IsTerminal(o.In) {
+			return fmt.Errorf("%d pods selected, more than --max-pods %d: pass --yes to capture them all (or narrow the selection, or raise --max-pods)", len(sel.Pods), o.MaxPods)
+		}
+		ok, err := askYesNo(ctx, bufio.NewReader(o.In), o.ErrOut, fmt.Sprintf("capture %d pods (more than --max-pods %d)?", len(sel.Pods), o.MaxPods))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("not confirmed: nothing was started")
+		}
+	}
+	deps := remotecapture.Deps{Client: o.Client, Executor: o.Executor, NameSuffix: o.NameSuffix, ErrOut: o.ErrOut}
+	res, err := remotecapture.RunMany(ctx, deps, remotecapture.ManyConfig{
+		Config: cfg, Pods: sel.Pods, MaxConcurrency: o.MaxConcurrency, Strict: o.Strict,
+	})
+	if by, _ := o.stoppedBy.Load().(string); by != "" {
+		for i := range res.Pods {
+			if res.Pods[i].Result.Interrupted {
+				res.Pods[i].Result.InterruptedBy = by
+			}
+		}
+	}
+	var missed *remotecapture.MissedError
+	if file := o.file.Load(); file != nil {
+		// As for one pod: nothing written leaves an existing file as it
+		// was; anything captured is kept.
+		n := file.Written()
+		kept, ferr := file.finish(err == nil)
+		switch {
+		case ferr != nil && err == nil:
+			err = ferr
+		case ferr != nil:
+			err = fmt.Errorf("%w; %v", err, ferr)
+		case err != nil && kept && !errors.As(err, &missed):
+			err = fmt.Errorf("%w; the %s received before that are saved in %s", err, remotecapture.HumanBytes(uint64(n)), o.Output)
+		}
+	}
+	if err == nil || errors.As(err, &missed) {
+		for _, line := range res.Summary(cfg.OutputName) {
+			fmt.Fprintln(o.ErrOut, line)
+		}
+	}
+	return err
+}

@@ -4,13 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +28,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/kube"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/pcapstream"
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/remotecapture"
 )
 
 func TestCaptureValidate(t *testing.T) {
@@ -73,17 +82,22 @@ func TestCaptureValidate(t *testing.T) {
 
 func TestCaptureComplete(t *testing.T) {
 	tests := []struct {
-		args []string
-		want string
+		args       []string
+		selector   string
+		want       string
+		wantTarget string
+		many       bool
 	}{
-		{nil, "capture needs exactly one pod, e.g. kubectl netdiag capture pod/web-0 (got 0 arguments)"},
-		{[]string{"a", "b"}, "capture needs exactly one pod, e.g. kubectl netdiag capture pod/web-0 (got 2 arguments)"},
-		{[]string{"deploy/web"}, `"deploy/web" is a deployment, not a pod: this command works on one pod for now, e.g. pod/NAME`},
-		{[]string{"svc/web"}, `"svc/web" is a service, not a pod: this command works on one pod for now, e.g. pod/NAME`},
-		{[]string{"widget/x"}, `unknown target type "widget" in "widget/x": name a pod, e.g. pod/web-0`},
-		{[]string{"pod/"}, `missing pod name in "pod/"`},
-		{[]string{"pod/web-0"}, ""},
-		{[]string{"web-0"}, ""},
+		{nil, "", "capture needs a target: pod/NAME, deploy/NAME, sts/NAME, ds/NAME, -l SELECTOR or node/NAME, e.g. kubectl netdiag capture pod/web-0", "", false},
+		{[]string{"a", "b"}, "", "", "pod/a", true},
+		{[]string{"deploy/web"}, "", "", "deployment/web", true},
+		{nil, "app=web", "", "-l app=web", true},
+		{[]string{"pod/a"}, "app=web", "-l selects the pods to capture: give no other target with it (got pod/a)", "", false},
+		{[]string{"svc/web"}, "", `"svc/web" is a service, which capture cannot resolve to pods: name its pods with -l SELECTOR, or use pod/NAME, deploy/NAME, sts/NAME, ds/NAME, -l SELECTOR or node/NAME`, "", false},
+		{[]string{"widget/x"}, "", `unknown target type "widget" in "widget/x": capture takes pod/NAME, deploy/NAME, sts/NAME, ds/NAME, -l SELECTOR or node/NAME`, "", false},
+		{[]string{"pod/"}, "", `missing pod name in "pod/"`, "", false},
+		{[]string{"pod/web-0"}, "", "", "pod/web-0", false},
+		{[]string{"web-0"}, "", "", "pod/web-0", false},
 	}
 	for _, tt := range tests {
 		streams, _, _, _ := genericiooptions.NewTestIOStreams()
@@ -91,6 +105,7 @@ func TestCaptureComplete(t *testing.T) {
 		o.Namespace = "shop"
 		o.Client = fake.NewClientset()
 		o.Executor = fakeExec{}
+		o.Selector = tt.selector
 		err := o.Complete(tt.args)
 		got := ""
 		if err != nil {
@@ -99,8 +114,8 @@ func TestCaptureComplete(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("Complete(%q):\n got %q\nwant %q", tt.args, got, tt.want)
 		}
-		if err == nil && o.Target.Name != "web-0" {
-			t.Errorf("Complete(%q): target %v", tt.args, o.Target)
+		if err == nil && (o.Target.String() != tt.wantTarget || o.many() != tt.many) {
+			t.Errorf("Complete(%q): target %v, many %v; want %s, %v", tt.args, o.Target, o.many(), tt.wantTarget, tt.many)
 		}
 	}
 }
@@ -470,5 +485,274 @@ func TestOutputPathChecks(t *testing.T) {
 	}
 	if stream, err := classifyOutput(os.DevNull); err != nil || !stream {
 		t.Errorf("%s: stream %v, %v; want written as a stream", os.DevNull, stream, err)
+	}
+}
+
+// ngExec plays a helper per pod that writes a pcapng with one packet whose
+// data are the pod's name, then its stats.
+type ngExec struct {
+	mu    sync.Mutex
+	execs []string
+}
+
+func (e *ngExec) Stream(ctx context.Context, pod kube.Pod, container string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e.mu.Lock()
+	e.execs = append(e.execs, pod.Name)
+	e.mu.Unlock()
+	var b bytes.Buffer
+	w, err := pcapgo.NewNgWriterInterface(&b, pcapgo.NgInterface{Name: "eth0", LinkType: layers.LinkTypeEthernet, SnapLength: 262144, TimestampResolution: 9},
+		pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "netdiag-helper"}})
+	if err != nil {
+		return err
+	}
+	data := append([]byte(pod.Name), make([]byte, 60-len(pod.Name))...)
+	_ = w.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, 0), CaptureLength: 60, Length: 60}, data)
+	_ = w.Flush()
+	io.WriteString(stderr, `{"type":"hello","protocol":1,"helper":"v0.1.0"}`+"\n")
+	io.WriteString(stderr, `{"type":"ready","interface":"eth0","linkType":"EN10MB","snaplen":262144,"format":"pcapng"}`+"\n")
+	stdout.Write(b.Bytes())
+	io.WriteString(stderr, `{"type":"stats","packets":1,"bytes":60,"kernelDrops":0,"reason":"duration","interface":"eth0"}`+"\n")
+	return nil
+}
+
+// manyCapture is a capture of args in namespace shop, where deployment web
+// selects the Running pods web-0 and web-1 (each with a running netdiag
+// container to reuse) and the Pending web-2.
+func manyCapture(t *testing.T, out string, ex kube.Executor, args ...string) (*CaptureOptions, *bytes.Buffer, *fake.Clientset) {
+	t.Helper()
+	streams, _, _, errOut := genericiooptions.NewTestIOStreams()
+	o := NewCaptureOptions(genericclioptions.NewConfigFlags(true), streams)
+	labels := map[string]string{"app": "web"}
+	objs := []runtime.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}, Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}}},
+	}
+	for i, phase := range []corev1.PodPhase{corev1.PodRunning, corev1.PodRunning, corev1.PodPending} {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%d", i), Namespace: "shop", Labels: labels},
+			Spec:       corev1.PodSpec{NodeName: fmt.Sprintf("node-%d", i), Containers: []corev1.Container{{Name: "app"}}},
+			Status:     corev1.PodStatus{Phase: phase},
+		}
+		pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{kube.NewEphemeralContainer(kube.EphemeralSpec{Image: o.Image, TargetContainer: "app"}, "old00")}
+		pod.Status.EphemeralContainerStatuses = []corev1.ContainerStatus{{Name: "netdiag-old00", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+		objs = append(objs, pod)
+	}
+	client := fake.NewClientset(objs...)
+	client.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		review := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
+		review.Status.Allowed = true
+		return true, review, nil
+	})
+	client.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		t.Errorf("unexpected patch: the running netdiag container should be reused")
+		return true, nil, errors.New("no patch expected")
+	})
+	o.Namespace, o.Client, o.Executor = "shop", client, ex
+	o.Output = out
+	o.IsTerminal = func(any) bool { return false }
+	if err := o.Complete(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return o, errOut, client
+}
+
+// mergedInterfaces reads a pcapng: its interface names and descriptions,
+// and the pod name each packet carries, as IFACE=POD.
+func mergedInterfaces(t *testing.T, path string) (ifaces []string, packets []string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, err := pcapstream.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		p, err := rd.NextPacket()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		packets = append(packets, rd.Interfaces()[p.InterfaceID].Name+"="+string(bytes.TrimRight(p.Data, "\x00")))
+	}
+	for _, i := range rd.Interfaces() {
+		d := ""
+		for _, o := range i.Options {
+			if o.Code == 3 {
+				d = string(o.Value)
+			}
+		}
+		ifaces = append(ifaces, i.Name+": "+d)
+	}
+	sort.Strings(ifaces)
+	sort.Strings(packets)
+	return ifaces, packets
+}
+
+func TestCaptureDeploymentIntoOnePcapng(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "web.pcapng")
+	ex := &ngExec{}
+	o, errOut, _ := manyCapture(t, file, ex, "deploy/web")
+	if err := o.run(t.Context()); err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut)
+	}
+	ifaces, packets := mergedInterfaces(t, file)
+	if want := []string{"shop/web-0: eth0 of shop/web-0 on node node-0", "shop/web-1: eth0 of shop/web-1 on node node-1"}; fmt.Sprint(ifaces) != fmt.Sprint(want) {
+		t.Errorf("interfaces %q, want %q", ifaces, want)
+	}
+	if want := []string{"shop/web-0=web-0", "shop/web-1=web-1"}; fmt.Sprint(packets) != fmt.Sprint(want) {
+		t.Errorf("packets %q, want %q", packets, want)
+	}
+	for _, line := range []string{
+		"not a target: pod/web-2 of deployment/web is Pending, not Running\n",
+		"  pod/web-0 (node node-0) eth0: 1 packets (60 B), 0 dropped by the kernel; stopped: --duration reached\n",
+		"  pod/web-1 (node node-1) eth0: 1 packets (60 B), 0 dropped by the kernel; stopped: --duration reached\n" +
+			"captured 2 packets (120 B) from 2 of 2 pods, 0 dropped by the kernel → " + file + "\n",
+	} {
+		if !strings.Contains(errOut.String(), line) {
+			t.Errorf("stderr lacks %q:\n%s", line, errOut)
+		}
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("output file: %v %v", fi, err)
+	}
+}
+
+// A pod that cannot be captured is reported, the others are captured into
+// the file, and the exit code is 1; --strict starts nothing.
+func TestCaptureManyPartialAndStrict(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "web.pcapng")
+	ex := &ngExec{}
+	o, errOut, _ := manyCapture(t, file, ex, "pod/web-0", "pod/web-2", "pod/web-1")
+	err := o.run(t.Context())
+	var missed *remotecapture.MissedError
+	if !errors.As(err, &missed) || ExitCode(err) != 1 {
+		t.Fatalf("run: %v (exit %d), want a MissedError, exit 1", err, ExitCode(err))
+	}
+	if want := "1 of 3 pods was not captured to the end (see above); " + file + " holds the others"; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if !strings.Contains(errOut.String(), `  pod/web-2: not captured: pod "web-2" in namespace "shop" is Pending, not Running: only a running pod can be captured`) ||
+		!strings.Contains(errOut.String(), "captured 2 packets (120 B) from 2 of 3 pods") {
+		t.Errorf("stderr:\n%s", errOut)
+	}
+	if _, packets := mergedInterfaces(t, file); len(packets) != 2 {
+		t.Errorf("file holds %q, want the packets of web-0 and web-1", packets)
+	}
+
+	strictFile := filepath.Join(dir, "strict.pcapng")
+	ex = &ngExec{}
+	o, _, client := manyCapture(t, strictFile, ex, "pod/web-0", "pod/web-2", "pod/web-1")
+	o.Strict = true
+	client.ClearActions()
+	err = o.run(t.Context())
+	want := `--strict: 1 of 3 pods cannot be captured, nothing was started: pod "web-2" in namespace "shop" is Pending, not Running: only a running pod can be captured`
+	if err == nil || err.Error() != want || ExitCode(err) != 1 {
+		t.Fatalf("--strict: %v, want %s", err, want)
+	}
+	if len(ex.execs) != 0 {
+		t.Errorf("--strict ran helpers in %v", ex.execs)
+	}
+	for _, a := range client.Actions() {
+		if a.GetVerb() != "get" {
+			t.Errorf("--strict refusal did %s %s", a.GetVerb(), a.GetResource().Resource)
+		}
+	}
+	if names := dirEntries(t, dir); fmt.Sprint(names) != "[web.pcapng]" {
+		t.Errorf("--strict refusal left files: %v", names)
+	}
+}
+
+// More than --max-pods pods: refused without --yes when stdin is not a
+// terminal, asked on a terminal.
+func TestCaptureMaxPods(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "web.pcapng")
+
+	ex := &ngExec{}
+	o, _, _ := manyCapture(t, file, ex, "deploy/web")
+	o.MaxPods = 1
+	err := o.run(t.Context())
+	if want := "2 pods selected, more than --max-pods 1: pass --yes to capture them all (or narrow the selection, or raise --max-pods)"; err == nil || err.Error() != want {
+		t.Fatalf("run: %v, want %s", err, want)
+	}
+	if len(ex.execs) != 0 || len(dirEntries(t, dir)) != 0 {
+		t.Errorf("refused capture ran %v, left %v", ex.execs, dirEntries(t, dir))
+	}
+
+	for _, tc := range []struct {
+		answer string
+		err    string
+	}{{"n\n", "not confirmed: nothing was started"}, {"y\n", ""}} {
+		ex := &ngExec{}
+		o, errOut, _ := manyCapture(t, file, ex, "deploy/web")
+		o.MaxPods = 1
+		o.IsTerminal = func(s any) bool { return s == o.In }
+		o.In = strings.NewReader(tc.answer)
+		err := o.run(t.Context())
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.err {
+			t.Errorf("answer %q: %q, want %q", tc.answer, got, tc.err)
+		}
+		if !strings.Contains(errOut.String(), "capture 2 pods (more than --max-pods 1)? [y/N] ") {
+			t.Errorf("answer %q: no question on stderr:\n%s", tc.answer, errOut)
+		}
+		if wantExecs := map[bool]int{true: 0, false: 2}[tc.err != ""]; len(ex.execs) != wantExecs {
+			t.Errorf("answer %q: %d helpers ran, want %d", tc.answer, len(ex.execs), wantExecs)
+		}
+	}
+
+	ex = &ngExec{}
+	o, _, _ = manyCapture(t, file, ex, "deploy/web")
+	o.MaxPods, o.Yes = 1, true
+	if err := o.run(t.Context()); err != nil || len(ex.execs) != 2 {
+		t.Errorf("--yes: %v, %d helpers ran", err, len(ex.execs))
+	}
+}
+
+func TestCaptureManyValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(o *CaptureOptions)
+		want   string
+	}{
+		{"default format", func(o *CaptureOptions) {}, ""},
+		{"pcapng", func(o *CaptureOptions) { o.Format, o.formatSet = "pcapng", true }, ""},
+		{"pcap", func(o *CaptureOptions) { o.Format, o.formatSet = "pcap", true },
+			"several pods are captured into one pcapng, an interface per pod; --format pcap cannot hold them: pass --format pcapng, or leave --format out"},
+		{"on-node", func(o *CaptureOptions) { o.OnNode, o.Interface = true, "eth0" },
+			"--on-node captures one pod: name a single pod/NAME, or drop --on-node to capture several pods"},
+		{"concurrency", func(o *CaptureOptions) { o.MaxConcurrency = 0 }, "--max-concurrency must be at least 1, got 0"},
+		{"max pods", func(o *CaptureOptions) { o.MaxPods = 0 }, "--max-pods must be at least 1, got 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			streams, _, _, _ := genericiooptions.NewTestIOStreams()
+			o := NewCaptureOptions(genericclioptions.NewConfigFlags(true), streams)
+			o.Namespace, o.Client, o.Executor = "shop", fake.NewClientset(), fakeExec{}
+			o.Output = filepath.Join(t.TempDir(), "web.pcapng")
+			o.IsTerminal = func(any) bool { return false }
+			if err := o.Complete([]string{"deploy/web"}); err != nil {
+				t.Fatal(err)
+			}
+			tc.mutate(o)
+			got := ""
+			if err := o.Validate(); err != nil {
+				got = err.Error()
+			}
+			if got != tc.want {
+				t.Errorf("Validate:\n got %q\nwant %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -23,6 +23,9 @@ const (
 	TypeError   = "error"
 	TypeFinding = "finding"
 	TypeDone    = "done"
+	// TypeProgress lines come from a capture asked for them with
+	// --progress, every that long while it runs.
+	TypeProgress = "progress"
 )
 
 // Hello is the first line of every helper run (and the only line of
@@ -58,6 +61,18 @@ type Stats struct {
 	// PreFilterDropped counts packets that reached the socket before its
 	// filter was attached and were discarded unwritten.
 	PreFilterDropped uint64 `json:"preFilterDropped,omitempty"`
+}
+
+// Progress is a capture's running count, written on stderr every
+// CaptureRequest.Progress while it runs (never unless asked): what the
+// stats line will say so far.
+type Progress struct {
+	Type        string `json:"type"`
+	Packets     uint64 `json:"packets"`
+	Bytes       uint64 `json:"bytes"`
+	KernelDrops uint64 `json:"kernelDrops"`
+	// DurationSeconds is the time since the capture started.
+	DurationSeconds float64 `json:"durationSeconds"`
 }
 
 // Error reports a failure; the helper exits non-zero after it.

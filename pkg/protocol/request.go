@@ -102,6 +102,9 @@ type CaptureRequest struct {
 	// (the segment whose stream broke): never two writers for one
 	// capture.
 	Takeover bool
+	// Progress asks for a progress line on stderr this often while the
+	// capture runs; 0 (the default) writes none.
+	Progress time.Duration
 }
 
 // DefaultCaptureRequest is a capture of eth0, whole packets, pcap.
@@ -121,6 +124,7 @@ func (r *CaptureRequest) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&r.Heartbeat, "heartbeat", r.Heartbeat, "stop when no byte arrives on stdin for this long (0: off)")
 	fs.StringVar(&r.ID, "id", r.ID, "names this capture across the segments of a resumed capture")
 	fs.BoolVar(&r.Takeover, "takeover", r.Takeover, "first end this container's other helpers with the same --id (the segment whose stream broke)")
+	fs.DurationVar(&r.Progress, "progress", r.Progress, "write a progress JSON line (packets, bytes, kernel drops) on stderr this often, e.g. 1s (0: none)")
 }
 
 // Validate checks the request; its messages name the flag.
@@ -140,6 +144,8 @@ func (r CaptureRequest) Validate() error {
 		return usagef("--heartbeat must not be negative, not %s", r.Heartbeat)
 	case r.Format != FormatPcap && r.Format != FormatPcapNG:
 		return usagef("--format must be pcap or pcapng, not %q", r.Format)
+	case r.Progress < 0:
+		return usagef("--progress must not be negative, not %s", r.Progress)
 	case r.Takeover && r.ID == "":
 		return usagef("--takeover needs --id: only the segments of one capture are ended")
 	}
@@ -163,6 +169,7 @@ func (r CaptureRequest) Args() []string {
 	if r.Takeover {
 		a = append(a, "--takeover")
 	}
+	a.dur("progress", r.Progress, 0)
 	return a
 }
 

@@ -85,6 +85,7 @@ func fullCaptureRequest() CaptureRequest {
 		Interface: "veth1a2b", Filter: "-tcp port 80 and not host ::ffff:10.0.0.1", Snaplen: 96,
 		Count: 10, Duration: 90 * time.Second, MaxBytes: 1 << 20, Format: FormatPcapNG,
 		Netns: "/proc/42/ns/net", Heartbeat: 10 * time.Second, ID: "k7x2q", Takeover: true,
+		Progress: 500 * time.Millisecond,
 	}
 }
 
@@ -148,7 +149,7 @@ func TestParseRefusals(t *testing.T) {
 			t.Errorf("fix %q: error %v, want a usage error with %q", tt.argv, err, tt.want)
 		}
 	}
-	for _, r := range []CaptureRequest{{Snaplen: 0}, {Interface: "eth0", Snaplen: 1, Format: "pcap", Takeover: true}, {Interface: "eth0", Snaplen: 1, Format: "pcapx"}, {Interface: "eth0", Snaplen: 1, Format: "pcap", Count: -1}} {
+	for _, r := range []CaptureRequest{{Snaplen: 0}, {Interface: "eth0", Snaplen: 1, Format: "pcap", Takeover: true}, {Interface: "eth0", Snaplen: 1, Format: "pcapx"}, {Interface: "eth0", Snaplen: 1, Format: "pcap", Count: -1}, {Interface: "eth0", Snaplen: 1, Format: "pcap", Progress: -time.Second}} {
 		if err := r.Validate(); err == nil || !IsUsage(err) {
 			t.Errorf("%+v: %v", r, err)
 		}
@@ -177,5 +178,53 @@ func TestCheckRegistry(t *testing.T) {
 	got, err := ParseCheckList([]string{" arp", "", "stale", "arp"})
 	if err != nil || strings.Join(got, ",") != "arp,stale" {
 		t.Errorf("ParseCheckList = %v, %v", got, err)
+	}
+}
+
+func fullDNSRequest() DNSRequest {
+	return DNSRequest{
+		Names: []string{"kubernetes.default", "example.test."}, Expand: false, Type: "AAAA",
+		Servers:   []DNSServer{{Hop: "resolv.conf", Addr: "10.96.0.10"}, {Hop: "upstream", Addr: "[fd00::53]:5353"}},
+		Protocols: []string{"tcp"}, Timeout: 500 * time.Millisecond, ResolvConf: "/proc/1/root/etc/resolv.conf",
+		Load: 200, Rate: 20, ConntrackProc: "/host/proc",
+		Search: []string{"default.svc.cluster.local", "svc.cluster.local"}, Ndots: 5, MaxTime: 30 * time.Second,
+	}
+}
+
+func TestDNSRequestRoundTrip(t *testing.T) {
+	for name, r := range map[string]DNSRequest{"full": fullDNSRequest(), "names only": func() DNSRequest {
+		r := DefaultDNSRequest()
+		r.Names = []string{"a.b"}
+		return r
+	}()} {
+		got, err := ParseDNSRequest(r.Args(), nil)
+		if err != nil {
+			t.Fatalf("%s: parsing %q: %v", name, r.Args(), err)
+		}
+		if d := cmp.Diff(r, got); d != "" {
+			t.Errorf("%s: round trip of %q (-sent +parsed):\n%s", name, r.Args(), d)
+		}
+	}
+	everyFieldDiffers(t, "", reflect.ValueOf(fullDNSRequest()), reflect.ValueOf(DefaultDNSRequest()))
+	for _, tt := range []struct {
+		argv []string
+		want string
+	}{
+		{nil, "nothing to do"},
+		{[]string{"--name=a", "--server=x"}, `--server "x": want HOP=IP[:PORT]`},
+		{[]string{"--name=a", "--server=hop=nope"}, `"nope" is not an IP address`},
+		{[]string{"--name=a", "--type=MX"}, "--type must be A or AAAA"},
+		{[]string{"--name=a", "--proto=sctp"}, `"sctp" is not udp or tcp`},
+		{[]string{"--name=a", "--load=5"}, "--load needs a --name and a --server"},
+		{[]string{"--name=a", "--ndots=16"}, "--ndots must be between 0 and 15"},
+		{[]string{"--name=a", "--search="}, `--search "" is not a DNS name`},
+		{[]string{"--name=a", "--server=h=10.0.0.1", "--load=1000", "--rate=50"}, "--load 1000 sends 2000 queries: at --rate 50 that takes 40s, longer than --max-time 10s"},
+	} {
+		if _, err := ParseDNSRequest(tt.argv, nil); err == nil || !strings.Contains(err.Error(), tt.want) || !IsUsage(err) {
+			t.Errorf("%q: %v, want %q", tt.argv, err, tt.want)
+		}
+	}
+	if got := (DNSServer{Hop: "h", Addr: "10.0.0.1"}).HostPort(); got != "10.0.0.1:53" {
+		t.Errorf("HostPort = %s", got)
 	}
 }

@@ -10,6 +10,7 @@ package remotecapture
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -72,6 +73,16 @@ type Config struct {
 	// anything is created in the cluster. OutputName names it in messages.
 	Open       func() (io.WriteCloser, error)
 	OutputName string
+
+	// OnNode captures the pod's traffic on its host-side veth, through a
+	// node-debug pod in NodeNamespace ("": the pod's namespace) on the
+	// pod's node, instead of in the pod (onnode.go).
+	OnNode        bool
+	NodeNamespace string
+	// Progress, when set, gets the capture's running count about once a
+	// second (the helper's progress lines, summed across resumed
+	// segments), from the goroutine that reads the helper's stderr.
+	Progress func(protocol.Progress)
 }
 
 // Label names the capture's target the way kubectl does: pod/NAME or
@@ -107,6 +118,9 @@ type Result struct {
 	// InterruptedBy names what ended the context in the summary; "" says
 	// Ctrl-C.
 	InterruptedBy string
+	// Note is said in the summary after the target (an --on-node capture:
+	// whose veth, and that directions are reversed).
+	Note string
 	// Segments is how many helper runs wrote the output (more than one
 	// when the capture resumed after its stream broke); Gaps and GapTotal
 	// are the breaks between them, when nothing was captured.
@@ -167,8 +181,12 @@ func (r Result) StopReason() (text string, normal bool) {
 
 // Summary is the one line printed after a capture.
 func (r Result) Summary(output string) string {
-	s := fmt.Sprintf("captured %d packets (%s) on %s %s, %d dropped by the kernel → %s",
-		r.Stats.Packets, HumanBytes(r.Stats.Bytes), r.Target, r.Interface, r.Stats.KernelDrops, output)
+	on := r.Target + " " + r.Interface
+	if r.Note != "" {
+		on += " (" + r.Note + ")"
+	}
+	s := fmt.Sprintf("captured %d packets (%s) on %s, %d dropped by the kernel → %s",
+		r.Stats.Packets, HumanBytes(r.Stats.Bytes), on, r.Stats.KernelDrops, output)
 	if r.ReaderGone {
 		s += fmt.Sprintf(", which its reader closed after %s", HumanBytes(uint64(r.Written)))
 	}
@@ -233,6 +251,7 @@ func Request(cfg Config) protocol.CaptureRequest {
 		Interface: cfg.Interface, Filter: cfg.Filter, Snaplen: cfg.Snaplen,
 		Count: cfg.Count, Duration: cfg.Duration, MaxBytes: cfg.MaxBytes,
 		Format: cfg.Format, Heartbeat: cfg.Heartbeat,
+		Progress: progressEvery(cfg),
 	}
 }
 
@@ -309,6 +328,9 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	if cfg.Node != "" {
 		return runNode(ctx, deps, cfg)
 	}
+	if cfg.OnNode {
+		return runOnNode(ctx, deps, cfg)
+	}
 	res := Result{Target: cfg.Label(), Interface: cfg.Interface}
 
 	pod, targetContainer, err := CheckPod(ctx, deps.Client, cfg)
@@ -318,7 +340,7 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 	spec := kube.EphemeralSpec{Image: cfg.Image, PullPolicy: cfg.PullPolicy, TargetContainer: targetContainer}
 	name := kube.FindReusable(pod, spec)
 	if err := kube.PreflightCapture(ctx, deps.Client, pod.Namespace, name == ""); err != nil {
-		return res, err
+		return res, onNodeAdvice(ctx, deps.Client, pod.Namespace, err)
 	}
 	out, err := cfg.Open()
 	if err != nil {
@@ -333,17 +355,25 @@ func Run(ctx context.Context, deps Deps, cfg Config) (Result, error) {
 		klog.V(1).Infof("adding netdiag container %s (image %s, target %s) to pod %s/%s", name, cfg.Image, targetContainer, pod.Namespace, pod.Name)
 		if _, err := kube.AddEphemeralContainer(ctx, deps.Client, pod, ec); err != nil {
 			_ = out.Close()
-			return res, err
+			return res, onNodeAdvice(ctx, deps.Client, pod.Namespace, err)
 		}
 	}
 	// A reused container may still be Waiting (an earlier run that never
-	// started it): wait for it like for a new one.
-	if _, err := kube.WaitForEphemeralRunning(ctx, deps.Client, pod.Namespace, pod.Name, name, cfg.Timeout); err != nil {
-		_ = out.Close()
-		return res, fmt.Errorf("%w; %s", err, leftBehind(deps.Client, pod.Namespace, pod.Name, name))
-	}
+	// started it): wait for it like for a new one. The kubelet reports a
+	// started container only at its next status sync, up to a second
+	// later, so the helper is exec'd at once, and again every
+	// earlyRetry, while the wait watches for the container to run or to
+	// fail.
+	started := make(chan error, 1)
+	go func() {
+		_, err := kube.WaitForEphemeralRunning(ctx, deps.Client, pod.Namespace, pod.Name, name, cfg.Timeout)
+		if err != nil {
+			err = fmt.Errorf("%w; %s", err, leftBehind(deps.Client, pod.Namespace, pod.Name, name))
+		}
+		started <- err
+	}()
 	res.Container = name
-	t := target{pod: kube.Pod{Namespace: pod.Namespace, Name: pod.Name}, container: name}
+	t := target{pod: kube.Pod{Namespace: pod.Namespace, Name: pod.Name}, container: name, started: started}
 	t.ready = func(ctx context.Context) error { return ephemeralRunning(ctx, deps.Client, t.pod, name) }
 	return capture(ctx, deps, cfg, res, t, out)
 }
@@ -406,7 +436,17 @@ type target struct {
 	pod       kube.Pod
 	container string
 	ready     func(ctx context.Context) error
+	// started, when set, reports once whether the container runs (nil)
+	// or will not (why); until then the first exec is retried.
+	started <-chan error
 }
+
+// earlyRetry is how often the first exec is tried while the container
+// may not run yet.
+var earlyRetry = 100 * time.Millisecond
+
+// closedErr is a closed channel: a started that already reported.
+var closedErr = func() chan error { c := make(chan error); close(c); return c }()
 
 // segment is one helper run of a capture.
 type segment struct {
@@ -465,7 +505,33 @@ func capture(ctx context.Context, deps Deps, cfg Config, res Result, t target, o
 				break
 			}
 		}
-		sg = runSegment(ctx, deps, cfg, req, t, counted, joiner, n > 1, &res)
+		sg = runSegment(ctx, deps, withProgressBase(cfg, total, start), req, t, counted, joiner, n > 1, &res)
+		// Until the container is reported running, and for a moment
+		// after, an exec that did not reach the helper is tried again.
+		var runningSince time.Time
+		for n == 1 && t.started != nil && sg.execErr != nil && !sg.stderr.started && ctx.Err() == nil &&
+			(runningSince.IsZero() || time.Since(runningSince) < 2*time.Second) {
+			select {
+			case err, ok := <-t.started:
+				switch {
+				case !ok:
+				case err != nil:
+					res.Written = counted.n
+					_ = out.Close()
+					return res, err
+				default:
+					runningSince = time.Now()
+				}
+				if ok {
+					t.started = closedErr
+				}
+				time.Sleep(earlyRetry)
+			case <-time.After(earlyRetry):
+			case <-ctx.Done():
+			}
+			klog.V(3).Infof("exec before the container ran (%v); again", sg.execErr)
+			sg = runSegment(ctx, deps, withProgressBase(cfg, total, start), req, t, counted, joiner, false, &res)
+		}
 		res.Segments = n
 		if st := sg.stderr.stats; st != nil {
 			total.Packets += st.Packets
@@ -496,8 +562,9 @@ func capture(ctx context.Context, deps Deps, cfg Config, res Result, t target, o
 				res.Interrupted = true
 				return res, fmt.Errorf("interrupted while reconnecting to %s; %s holds what was captured until the stream broke at %s", cfg.Label(), cfg.OutputName, brokeAt.Format("15:04:05"))
 			}
-			return res, fmt.Errorf("the capture stream from %s broke at %s and could not be resumed within --reconnect-timeout %s (%v); %s holds what was captured until then",
-				cfg.Label(), brokeAt.Format("15:04:05"), cfg.ReconnectTimeout, err, cfg.OutputName)
+			// The command says what the output holds.
+			return res, fmt.Errorf("the capture stream from %s broke at %s and could not be resumed within --reconnect-timeout %s (%v)",
+				cfg.Label(), brokeAt.Format("15:04:05"), cfg.ReconnectTimeout, err)
 		}
 		fmt.Fprintln(deps.ErrOut, joiner.Gap(brokeAt, time.Now()))
 	}
@@ -590,6 +657,7 @@ func remaining(cfg Config, req *protocol.CaptureRequest, packets, bytes int64, e
 func runSegment(ctx context.Context, deps Deps, cfg Config, req protocol.CaptureRequest, t target, counted *outputWriter, joiner *pcapstream.Joiner, resumed bool, res *Result) segment {
 	sg := segment{stderr: newStderrParser(deps.ErrOut, cfg.Label(), cfg.Interface)}
 	sg.stderr.resumed = resumed
+	sg.stderr.progress = cfg.Progress
 	pr, pw := io.Pipe()
 	copied := make(chan struct{})
 	go func() {
@@ -761,6 +829,8 @@ type stderrParser struct {
 	refusal error
 	// resumed: this helper resumes a capture whose stream broke.
 	resumed bool
+	// progress gets the helper's progress lines (nil: ignore them).
+	progress func(protocol.Progress)
 }
 
 func newStderrParser(errOut io.Writer, target, iface string) *stderrParser {
@@ -832,6 +902,13 @@ func (p *stderrParser) line(raw []byte) {
 		}
 	case m.Stats != nil:
 		p.stats = m.Stats
+	case m.Type == protocol.TypeProgress:
+		var pr protocol.Progress
+		if err := json.Unmarshal(m.Raw, &pr); err != nil {
+			klog.V(2).Infof("helper progress line %q: %v", raw, err)
+		} else if p.progress != nil {
+			p.progress(pr)
+		}
 	default:
 		klog.V(2).Infof("helper line: %s", raw)
 	}

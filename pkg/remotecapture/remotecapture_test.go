@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -134,6 +135,9 @@ type replay struct {
 
 	// hello replaces the helper's hello line.
 	hello string
+	// notRunning makes every exec fail, as the kubelet refuses an exec
+	// into a container that does not run.
+	notRunning bool
 
 	calls     int
 	container string
@@ -144,6 +148,9 @@ type replay struct {
 func (r *replay) Stream(ctx context.Context, pod kube.Pod, container string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	r.calls++
 	r.container, r.cmd = container, cmd
+	if r.notRunning {
+		return fmt.Errorf("unable to upgrade connection: container not found (%q)", container)
+	}
 	hello := `{"type":"hello","protocol":1,"helper":"v0.1.0"}`
 	if r.hello != "" {
 		hello = r.hello
@@ -350,7 +357,7 @@ func TestCaptureErrors(t *testing.T) {
 		{name: "forbidden", pod: runningPod(), patchErr: apierrors.NewForbidden(gr, "web-0", errors.New("denied")), opened: true,
 			want: "you need `patch` on `pods/ephemeralcontainers` in namespace \"shop\" to add the netdiag container (check with: kubectl auth can-i patch pods --subresource=ephemeralcontainers -n shop) (error from server: pods \"web-0\" is forbidden: denied)"},
 		{name: "disabled", pod: runningPod(), patchErr: apierrors.NewNotFound(gr, ""), opened: true,
-			want: `ephemeral containers are disabled on this cluster (error from server: pods "" not found)`},
+			want: `ephemeral containers are disabled on this cluster (error from server: pods "" not found); ` + onNodeWhy},
 		{name: "helper error", pod: runningPod(), patches: 1, opened: true,
 			ex:   &replay{stderr: `{"type":"error","message":"can't parse filter expression: syntax error"}` + "\n" + `{"type":"stats","packets":0,"bytes":0,"kernelDrops":0,"reason":"error"}` + "\n", err: errors.New("command terminated with exit code 1")},
 			want: "capture in pod/web-0 failed: can't parse filter expression: syntax error"},
@@ -405,7 +412,8 @@ func TestCapturePreflight(t *testing.T) {
 		{name: "no exec nor patch", denied: []string{"patch pods/ephemeralcontainers", "create pods/exec"},
 			want: "you need `create` on `pods/exec` and `patch` on `pods/ephemeralcontainers` in namespace \"shop\" to capture in its pods (check with: kubectl auth can-i create pods --subresource=exec -n shop; kubectl auth can-i patch pods --subresource=ephemeralcontainers -n shop)"},
 		{name: "baseline", labels: map[string]string{kube.PodSecurityEnforceLabel: "baseline"},
-			want: `namespace "shop" enforces the "baseline" Pod Security level (label pod-security.kubernetes.io/enforce), which refuses the netdiag container: it adds the capabilities NET_RAW and NET_ADMIN and runs as user 0 to capture; ask for the namespace to enforce "privileged" while you debug`},
+			want: `namespace "shop" enforces the "baseline" Pod Security level (label pod-security.kubernetes.io/enforce), which refuses the netdiag container: it adds the capabilities NET_RAW and NET_ADMIN and runs as user 0 to capture; ask for the namespace to enforce "privileged" while you debug; ` + onNodeWhy +
+				`; the node-debug pod is privileged, so it cannot run in namespace "shop" either: pass --node-namespace with a namespace that admits privileged pods (e.g. --node-namespace kube-system, where Pod Security is usually not enforced)`},
 		{name: "reuse needs no patch", denied: []string{"patch pods/ephemeralcontainers"}, reuse: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -615,14 +623,16 @@ func TestCaptureWaitsForAReusedContainer(t *testing.T) {
 	c.neverRuns = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
 	cfg := config(&memFile{})
 	cfg.Timeout = 200 * time.Millisecond
-	ex = &replay{stdout: pcapBytes, stderr: statsLine}
+	ex = &replay{stdout: pcapBytes, stderr: statsLine, notRunning: true}
+	out := &memFile{}
+	cfg.Open = func() (io.WriteCloser, error) { return out, nil }
 	_, err = Run(context.Background(), Deps{Client: c.client, Executor: ex, ErrOut: io.Discard}, cfg)
 	want := "; the netdiag container netdiag-old00 stays in pod shop/web-0 (Kubernetes cannot remove ephemeral containers); it never started and uses no resources; a retry reuses it"
 	if err == nil || !strings.HasPrefix(err.Error(), "timed out after 200ms waiting for the netdiag container netdiag-old00") || !strings.HasSuffix(err.Error(), want) {
 		t.Errorf("error %v, want a timeout ending with %q", err, want)
 	}
-	if ex.calls != 0 {
-		t.Errorf("the helper ran in a container that never started")
+	if out.Len() != 0 || !out.closed {
+		t.Errorf("output %d bytes, closed %v: nothing may come from a container that never started", out.Len(), out.closed)
 	}
 }
 
@@ -632,7 +642,7 @@ func TestCaptureSaysWhatStaysBehind(t *testing.T) {
 	c := newCluster(t, runningPod(), nil)
 	c.neverRuns = &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: "image not present"}
 	out := &memFile{}
-	_, err := Run(context.Background(), Deps{Client: c.client, Executor: &replay{}, NameSuffix: func() string { return "abcde" }, ErrOut: io.Discard}, config(out))
+	_, err := Run(context.Background(), Deps{Client: c.client, Executor: &replay{notRunning: true}, NameSuffix: func() string { return "abcde" }, ErrOut: io.Discard}, config(out))
 	want := "; the netdiag container netdiag-abcde stays in pod shop/web-0 (Kubernetes cannot remove ephemeral containers); it never started and uses no resources; a retry reuses it"
 	if err == nil || !strings.HasPrefix(err.Error(), "the helper image "+image+" is not on node node-1") || !strings.HasSuffix(err.Error(), want) {
 		t.Errorf("error %v, want the pull advice ending with %q", err, want)

@@ -26,6 +26,9 @@ type play struct {
 	stdout []byte
 	stderr string
 	err    error
+	// refused: the exec fails before the helper runs (its container
+	// does not run yet).
+	refused bool
 }
 
 // segments is a fake Executor whose successive execs play successive
@@ -45,6 +48,9 @@ func (s *segments) Stream(_ context.Context, _ kube.Pod, _ string, cmd []string,
 		return errors.New("no more segments")
 	}
 	p := s.plays[i]
+	if p.refused {
+		return errors.New("unable to upgrade connection: container not found (\"netdiag-old00\")")
+	}
 	io.WriteString(stderr, `{"type":"hello","protocol":1,"helper":"v0.1.0"}`+"\n")
 	io.WriteString(stderr, `{"type":"ready","interface":"eth0","linkType":"EN10MB","snaplen":262144,"format":"pcap"}`+"\n")
 	stdout.Write(p.stdout)
@@ -168,7 +174,7 @@ func TestResumeGivesUpAfterReconnectTimeout(t *testing.T) {
 	cfg.ReconnectTimeout = 1200 * time.Millisecond
 	begin := time.Now()
 	_, err := Run(context.Background(), Deps{Client: c.client, Executor: ex, ErrOut: io.Discard}, cfg)
-	if err == nil || !strings.Contains(err.Error(), "could not be resumed within --reconnect-timeout 1.2s (the API server does not answer: ") || !strings.HasSuffix(err.Error(), "web.pcap holds what was captured until then") {
+	if err == nil || !strings.Contains(err.Error(), "could not be resumed within --reconnect-timeout 1.2s (the API server does not answer: ") || strings.Contains(err.Error(), "web.pcap") {
 		t.Errorf("error %v", err)
 	}
 	if took := time.Since(begin); took < time.Second || took > 4*time.Second {
@@ -250,5 +256,20 @@ func TestResumeRepeatedBreaksAreBounded(t *testing.T) {
 	}
 	if err == nil {
 		t.Errorf("no error after %d breaks", len(ex.cmds))
+	}
+}
+
+// The first exec is tried before the kubelet reports the container
+// running, and again until it runs: no resume, no gap, nothing lost.
+func TestFirstExecRetriedUntilTheContainerRuns(t *testing.T) {
+	ex := &segments{plays: []play{{refused: true}, {refused: true}, {stdout: pcapStream(3, 0), stderr: statsLine}}}
+	c := newCluster(t, reusedPod(), nil)
+	out := &memFile{}
+	res, err := Run(context.Background(), Deps{Client: c.client, Executor: ex, ErrOut: io.Discard}, config(out))
+	if err != nil || len(ex.cmds) != 3 || res.Segments != 1 || res.Gaps != 0 || !bytes.Equal(out.Bytes(), pcapStream(3, 0)) {
+		t.Errorf("err %v, %d execs, result %+v, output %d bytes", err, len(ex.cmds), res, out.Len())
+	}
+	if r := ex.request(t, 2); r.Takeover {
+		t.Errorf("a retried first exec is no resume: %+v", r)
 	}
 }

@@ -35,12 +35,3 @@ func ParseNode(arg string) (Target, error) {
 	}
 	return Target{Kind: KindNode, Name: name}, nil
 }
-
-// ParseCapture parses a capture target: node/NAME (nodes/, no/ too), or a
-// pod as ParsePod takes it.
-func ParseCapture(arg string) (Target, error) {
-	if kind, _, ok := strings.Cut(arg, "/"); ok && kindAliases[strings.ToLower(kind)] == "node" {
-		return ParseNode(arg)
-	}
-	return ParsePod(arg)
-}

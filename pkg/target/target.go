@@ -1,5 +1,5 @@
 // Package target turns the command-line words that name what to work on
-// (pod/web-0, web-0; later deploy/web, node/x, -l selectors) into targets.
+// (pod/web-0, web-0, deploy/web, node/x, -l selectors) into targets.
 package target
 
 import (
@@ -21,8 +21,14 @@ type Target struct {
 	Name string
 }
 
-// String renders the target the way kubectl prints resources: pod/web-0.
-func (t Target) String() string { return string(t.Kind) + "/" + t.Name }
+// String renders the target the way kubectl prints resources: pod/web-0;
+// a selector as -l SELECTOR.
+func (t Target) String() string {
+	if t.Kind == KindSelector {
+		return "-l " + t.Name
+	}
+	return string(t.Kind) + "/" + t.Name
+}
 
 // kindAliases maps what kubectl accepts as a resource word to our kinds.
 // Kinds we know but cannot capture yet are listed so the error can say so.
