@@ -29,6 +29,11 @@ func firstPacket(tb testing.TB, c *cluster, args ...string) time.Duration {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := c.kubectlCmd(ctx, args...)
+	// A stdin that stays open: the reference's helper (kubectl debug -i)
+	// stops when its input ends.
+	stdin, _ := io.Pipe()
+	defer stdin.Close()
+	cmd.Stdin = stdin
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -133,7 +138,7 @@ func BenchmarkFirstPacket(b *testing.B) {
 		fresh += firstPacket(b, c, capture(pods[1+2*i].Name)...)
 		reused += firstPacket(b, c, capture(pods[0].Name)...)
 		ref += firstPacket(b, c, "debug", "pod/"+pods[2+2*i].Name, "-n", ns, "--image="+v.HelperImage, "--profile=netadmin",
-			"--target=web", "--attach", "--quiet", "--", "/netdiag-helper", "capture", "-f", "tcp port 8080", "-w", "-")
+			"--target=web", "--attach", "-i", "--quiet", "--", "/netdiag-helper", "capture", "-f", "tcp port 8080", "-w", "-")
 	}
 	b.StopTimer()
 	n := float64(b.N)
