@@ -159,6 +159,7 @@ func (c *completer) register(root *cobra.Command) {
 		"pod check":  c.podTarget(podScoped),
 		"veth":       c.podTarget(podScoped),
 		"stale":      c.podTarget(podScoped),
+		"dns":        c.podTarget(podScoped),
 		"cleanup":    cobra.NoFileCompletions,
 		"version":    cobra.NoFileCompletions,
 	}

@@ -200,7 +200,7 @@ func TestCompletion(t *testing.T) {
 func TestCompletionCommands(t *testing.T) {
 	useTestKubeconfig(t)
 	got, directive := complete(t, fakeClient(), "")
-	want := []string{"capture", "cleanup", "completion", "conntrack", "help", "node", "pod", "stale", "version", "veth"}
+	want := []string{"capture", "cleanup", "completion", "conntrack", "dns", "help", "node", "pod", "stale", "version", "veth"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("commands (-want +got):\n%s", diff)
 	}

@@ -21,7 +21,7 @@ func TestHelpGolden(t *testing.T) {
 	t.Setenv("HOME", "/home/user")
 	t.Setenv("KUBECACHEDIR", "")
 	for _, path := range [][]string{
-		{}, {"capture"}, {"version"}, {"node", "check"}, {"pod", "check"}, {"veth"}, {"conntrack"}, {"stale"}, {"cleanup"}, {"completion"},
+		{}, {"capture"}, {"version"}, {"node", "check"}, {"pod", "check"}, {"veth"}, {"conntrack"}, {"stale"}, {"cleanup"}, {"completion"}, {"dns"},
 	} {
 		name := strings.Join(append([]string{"netdiag"}, path...), "-")
 		t.Run(name, func(t *testing.T) {

@@ -52,6 +52,7 @@ packages to install on nodes.`,
 	cmd.AddCommand(NewCmdConntrack(configFlags, streams))
 	cmd.AddCommand(NewCmdStale(configFlags, streams))
 	cmd.AddCommand(NewCmdCleanup(configFlags, streams))
+	cmd.AddCommand(NewCmdDNS(configFlags, streams))
 	// Ours, so cobra adds no default completion command.
 	cmd.AddCommand(NewCmdCompletion(streams))
 	(&completer{configFlags: configFlags, newClient: newClient}).register(cmd)
