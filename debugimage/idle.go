@@ -152,16 +152,36 @@ type helperProc struct {
 // busyHelpers lists the helper processes other than self running the same
 // executable (so: in this container), except idle and active ones.
 func busyHelpers(procRoot string, self int) []helperProc {
-	selfDir := filepath.Join(procRoot, strconv.Itoa(self))
+	var out []helperProc
+	for _, p := range siblings(procRoot, self) {
+		switch cmd := helperCommand(p.dir); cmd {
+		case "", "idle", "active":
+		default:
+			out = append(out, helperProc{p.pid, cmd})
+		}
+	}
+	return out
+}
+
+// helperProcDir is a process other than self that runs self's executable: a
+// helper command of this container.
+type helperProcDir struct {
+	pid int
+	dir string // procRoot/PID
+}
+
+// siblings lists the processes other than self that run the same
+// executable as self.
+func siblings(procRoot string, self int) []helperProcDir {
 	var selfExe syscall.Stat_t
-	if syscall.Stat(filepath.Join(selfDir, "exe"), &selfExe) != nil {
+	if syscall.Stat(filepath.Join(procRoot, strconv.Itoa(self), "exe"), &selfExe) != nil {
 		return nil
 	}
 	entries, err := os.ReadDir(procRoot)
 	if err != nil {
 		return nil
 	}
-	var out []helperProc
+	var out []helperProcDir
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
@@ -172,11 +192,7 @@ func busyHelpers(procRoot string, self int) []helperProc {
 		if syscall.Stat(filepath.Join(dir, "exe"), &st) != nil || st.Dev != selfExe.Dev || st.Ino != selfExe.Ino {
 			continue
 		}
-		switch cmd := helperCommand(dir); cmd {
-		case "", "idle", "active":
-		default:
-			out = append(out, helperProc{pid, cmd})
-		}
+		out = append(out, helperProcDir{pid, dir})
 	}
 	return out
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 )
@@ -41,32 +40,15 @@ func takeOver(procRoot, id string, grace time.Duration) int {
 // processesWithArg lists the processes other than self that run this
 // executable (so: in this container) with arg among their arguments.
 func processesWithArg(procRoot string, self int, arg string) []int {
-	var selfExe syscall.Stat_t
-	if syscall.Stat(filepath.Join(procRoot, strconv.Itoa(self), "exe"), &selfExe) != nil {
-		return nil
-	}
-	entries, err := os.ReadDir(procRoot)
-	if err != nil {
-		return nil
-	}
 	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		dir := filepath.Join(procRoot, e.Name())
-		var st syscall.Stat_t
-		if syscall.Stat(filepath.Join(dir, "exe"), &st) != nil || st.Dev != selfExe.Dev || st.Ino != selfExe.Ino {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+	for _, p := range siblings(procRoot, self) {
+		cmdline, err := os.ReadFile(filepath.Join(p.dir, "cmdline"))
 		if err != nil {
 			continue
 		}
 		for _, a := range bytes.Split(bytes.TrimRight(cmdline, "\x00"), []byte{0}) {
 			if string(a) == arg {
-				out = append(out, pid)
+				out = append(out, p.pid)
 				break
 			}
 		}

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,10 +14,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/ptr"
 )
 
 // firstPacket runs kubectl with args and returns how long it took until the
@@ -72,33 +67,7 @@ func firstPacket(tb testing.TB, c *cluster, args ...string) time.Duration {
 //
 //	go test -tags e2e -bench FirstPacket -run '^$' -benchtime 5x ./e2e/
 func BenchmarkFirstPacket(b *testing.B) {
-	clusterOnce.Do(func() { theCluster, clusterErr = loadCluster() })
-	if clusterErr != nil {
-		b.Skipf("no local cluster: %v", clusterErr)
-	}
-	c := theCluster
-	ctx := context.Background()
-	ns := "netdiag-bench-" + rand.String(5)
-	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = c.client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
-	})
-	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := c.client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil, nil
-	})
-	out, err := c.kubectlCmd(ctx, "netdiag", "version", "-o", "json").Output()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var v struct {
-		HelperImage string `json:"helperImage"`
-	}
-	if err := json.Unmarshal(out, &v); err != nil {
-		b.Fatal(err)
-	}
+	c, ns, image := benchSetup(b)
 
 	// Pods that have run for a while, with traffic to all of them.
 	pods := make([]*corev1.Pod, 2*b.N+1)
@@ -137,7 +106,7 @@ func BenchmarkFirstPacket(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		fresh += firstPacket(b, c, capture(pods[1+2*i].Name)...)
 		reused += firstPacket(b, c, capture(pods[0].Name)...)
-		ref += firstPacket(b, c, "debug", "pod/"+pods[2+2*i].Name, "-n", ns, "--image="+v.HelperImage, "--profile=netadmin",
+		ref += firstPacket(b, c, "debug", "pod/"+pods[2+2*i].Name, "-n", ns, "--image="+image, "--profile=netadmin",
 			"--target=web", "--attach", "-i", "--quiet", "--", "/netdiag-helper", "capture", "-f", "tcp port 8080", "-w", "-")
 	}
 	b.StopTimer()

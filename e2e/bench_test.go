@@ -24,13 +24,48 @@ import (
 //
 //	go test -tags e2e -bench NodeCheck -run '^$' ./e2e/
 func BenchmarkNodeCheck(b *testing.B) {
+	c, ns, image := benchSetup(b)
+	ctx := context.Background()
+	timed := func(args ...string) time.Duration {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		start := time.Now()
+		err := c.kubectlCmd(cctx, args...).Run()
+		d := time.Since(start)
+		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 3 {
+			err = nil // a check reported fail: still a complete run
+		}
+		if err != nil {
+			b.Fatalf("kubectl %v: %v", args, err)
+		}
+		return d
+	}
+	var check, ref time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		check += timed("netdiag", "node", "check", c.node, "-n", ns)
+		ref += timed("debug", "node/"+c.node, "-n", ns, "--image="+image, "--attach", "--quiet", "--", "/netdiag-helper", "version")
+		b.StopTimer()
+		_ = c.client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{})
+		b.StartTimer()
+	}
+	n := float64(b.N)
+	b.ReportMetric(check.Seconds()/n, "check-s/op")
+	b.ReportMetric(ref.Seconds()/n, "debug-s/op")
+	b.ReportMetric(check.Seconds()/ref.Seconds(), "check/debug")
+}
+
+// benchSetup loads the cluster and makes a namespace of the benchmark's
+// own (deleted after it); it returns them and the plugin's helper image.
+func benchSetup(b *testing.B) (c *cluster, ns, helperImage string) {
+	b.Helper()
 	clusterOnce.Do(func() { theCluster, clusterErr = loadCluster() })
 	if clusterErr != nil {
 		b.Skipf("no local cluster: %v", clusterErr)
 	}
-	c := theCluster
+	c = theCluster
 	ctx := context.Background()
-	ns := "netdiag-bench-" + rand.String(5)
+	ns = "netdiag-bench-" + rand.String(5)
 	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
@@ -51,32 +86,5 @@ func BenchmarkNodeCheck(b *testing.B) {
 	if err := json.Unmarshal(out, &v); err != nil {
 		b.Fatal(err)
 	}
-
-	timed := func(args ...string) time.Duration {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		start := time.Now()
-		err := c.kubectlCmd(cctx, args...).Run()
-		d := time.Since(start)
-		if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 3 {
-			err = nil // a check reported fail: still a complete run
-		}
-		if err != nil {
-			b.Fatalf("kubectl %v: %v", args, err)
-		}
-		return d
-	}
-	var check, ref time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		check += timed("netdiag", "node", "check", c.node, "-n", ns)
-		ref += timed("debug", "node/"+c.node, "-n", ns, "--image="+v.HelperImage, "--attach", "--quiet", "--", "/netdiag-helper", "version")
-		b.StopTimer()
-		_ = c.client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{})
-		b.StartTimer()
-	}
-	n := float64(b.N)
-	b.ReportMetric(check.Seconds()/n, "check-s/op")
-	b.ReportMetric(ref.Seconds()/n, "debug-s/op")
-	b.ReportMetric(check.Seconds()/ref.Seconds(), "check/debug")
+	return c, ns, v.HelperImage
 }

@@ -9,22 +9,24 @@ package capture
 import (
 	"fmt"
 	"time"
+
+	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/protocol"
 )
 
 // Output formats.
 const (
-	FormatPcap   = "pcap"
-	FormatPcapNG = "pcapng"
+	FormatPcap   = protocol.FormatPcap
+	FormatPcapNG = protocol.FormatPcapNG
 )
 
 // Limits and defaults of a capture.
 const (
 	// DefaultSnaplen is tcpdump's default (and maximum) snapshot length.
-	DefaultSnaplen = 262144
+	DefaultSnaplen = protocol.DefaultSnaplen
 	// MaxSnaplen is the largest snapshot length accepted.
-	MaxSnaplen = 262144
+	MaxSnaplen = protocol.MaxSnaplen
 	// DefaultInterface is the pod's interface.
-	DefaultInterface = "eth0"
+	DefaultInterface = protocol.DefaultInterface
 )
 
 // Stop reasons reported in the stats line.

@@ -680,18 +680,7 @@ func (o *CaptureOptions) run(ctx context.Context) error {
 		}
 	}
 	if file != nil {
-		// A failure before the first byte leaves an existing file as it
-		// was; anything captured is kept, even when the run failed later.
-		n := file.Written()
-		kept, ferr := file.finish(err == nil)
-		switch {
-		case ferr != nil && err == nil:
-			err = ferr
-		case ferr != nil:
-			err = fmt.Errorf("%w; %v", err, ferr)
-		case err != nil && kept && !errors.As(err, new(*remotecapture.CutShortError)):
-			err = fmt.Errorf("%w; the %s received before that are saved in %s", err, remotecapture.HumanBytes(uint64(n)), o.Output)
-		}
+		err = o.finishFile(file, err, errors.As(err, new(*remotecapture.CutShortError)))
 	}
 	if res.Reported && (err == nil || errors.As(err, new(*remotecapture.CutShortError))) {
 		fmt.Fprintln(o.ErrOut, res.Summary(outputName))
@@ -788,23 +777,30 @@ func (o *CaptureOptions) runMany(ctx context.Context, cfg remotecapture.Config) 
 	}
 	var missed *remotecapture.MissedError
 	if file := o.file.Load(); file != nil {
-		// As for one pod: nothing written leaves an existing file as it
-		// was; anything captured is kept.
-		n := file.Written()
-		kept, ferr := file.finish(err == nil)
-		switch {
-		case ferr != nil && err == nil:
-			err = ferr
-		case ferr != nil:
-			err = fmt.Errorf("%w; %v", err, ferr)
-		case err != nil && kept && !errors.As(err, &missed):
-			err = fmt.Errorf("%w; the %s received before that are saved in %s", err, remotecapture.HumanBytes(uint64(n)), o.Output)
-		}
+		err = o.finishFile(file, err, errors.As(err, &missed))
 	}
 	if err == nil || errors.As(err, &missed) {
 		for _, line := range res.Summary(cfg.OutputName) {
 			fmt.Fprintln(o.ErrOut, line)
 		}
+	}
+	return err
+}
+
+// finishFile ends the -w file of a run that ended with err: a failure
+// before the first byte leaves an existing file as it was; anything
+// captured is kept, even when the run failed later, and the error says so
+// unless summarized (the summary says where the packets went).
+func (o *CaptureOptions) finishFile(file *outputFile, err error, summarized bool) error {
+	n := file.Written()
+	kept, ferr := file.finish(err == nil)
+	switch {
+	case ferr != nil && err == nil:
+		return ferr
+	case ferr != nil:
+		return fmt.Errorf("%w; %v", err, ferr)
+	case err != nil && kept && !summarized:
+		return fmt.Errorf("%w; the %s received before that are saved in %s", err, remotecapture.HumanBytes(uint64(n)), o.Output)
 	}
 	return err
 }

@@ -1,7 +1,6 @@
 package dnsdiag
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -37,68 +36,28 @@ type HelperOutput struct {
 	Error string
 }
 
-// ParseHelperOutput reads the helper's JSON lines (protocol.Decoder):
+// ParseHelperOutput reads the helper's JSON lines (protocol.DecodeOutput):
 // hello first, the dns lines, done last.
 func ParseHelperOutput(b []byte) (*HelperOutput, error) {
 	out := &HelperOutput{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	var dec protocol.Decoder
-	n := 0
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		n++
-		m, err := dec.Decode(line)
-		var verr *protocol.VersionError
+	msg, err := protocol.DecodeOutput(b, func(m protocol.Message) error {
 		switch {
-		case errors.As(err, &verr):
-			return out, err
-		case errors.Is(err, protocol.ErrNotJSON):
-			klog.V(2).Infof("the helper wrote a line that is not JSON: %q", line)
-			continue
-		case err != nil:
-			return out, fmt.Errorf("the helper's report was cut short: %v", err)
+		case m.ResolvConf != nil:
+			out.ResolvConf = m.ResolvConf
+		case m.DNSProbe != nil:
+			out.Probes = append(out.Probes, *m.DNSProbe)
+		case m.DNSLoad != nil:
+			out.Load = m.DNSLoad
+		case m.Conntrack != nil:
+			out.Conntrack = m.Conntrack
 		}
-		l := protocol.Line{Type: m.Type, Raw: m.Raw}
-		switch m.Type {
-		case protocol.TypeError:
-			out.Error = m.Error.Message
-		case protocol.TypeResolvConf:
-			var rc protocol.ResolvConf
-			err = l.Decode(&rc)
-			out.ResolvConf = &rc
-		case protocol.TypeDNSProbe:
-			var p protocol.DNSProbe
-			err = l.Decode(&p)
-			out.Probes = append(out.Probes, p)
-		case protocol.TypeDNSLoad:
-			var d protocol.DNSLoad
-			err = l.Decode(&d)
-			out.Load = &d
-		case protocol.TypeConntrackCounters:
-			var c protocol.ConntrackCounters
-			err = l.Decode(&c)
-			out.Conntrack = &c
-		}
-		if err != nil {
-			return out, fmt.Errorf("decoding the helper's %s line: %v", m.Type, err)
-		}
+		return nil
+	})
+	out.Error = msg
+	if msg != "" {
+		err = fmt.Errorf("the helper failed: %s", msg)
 	}
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("reading the helper's report: %w", err)
-	}
-	switch {
-	case n == 0:
-		return out, fmt.Errorf("the helper wrote nothing")
-	case out.Error != "":
-		return out, fmt.Errorf("the helper failed: %s", out.Error)
-	case !dec.Done():
-		return out, fmt.Errorf("the helper's report was cut short (no done line)")
-	}
-	return out, nil
+	return out, err
 }
 
 // runHelper runs `netdiag-helper dns` in a container and parses its lines.

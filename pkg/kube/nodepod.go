@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -461,32 +460,13 @@ type HelperReport struct {
 }
 
 // ErrCutShort says a helper stream lacked its hello or done line.
-var ErrCutShort = errors.New("the helper's report was cut short")
+var ErrCutShort = protocol.ErrCutShort
 
-// ParseHelperReport parses the helper's JSON lines (protocol.Decoder):
+// ParseHelperReport parses the helper's JSON lines (protocol.DecodeOutput):
 // hello first, done last.
 func ParseHelperReport(b []byte) (*HelperReport, error) {
 	rep := &HelperReport{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	var dec protocol.Decoder
-	n := 0
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		n++
-		m, err := dec.Decode(line)
-		var verr *protocol.VersionError
-		switch {
-		case errors.As(err, &verr):
-			return rep, err
-		case errors.Is(err, protocol.ErrNotJSON):
-			return rep, fmt.Errorf("the helper wrote a line that is not JSON: %q", truncate(line, 200))
-		case err != nil:
-			return rep, fmt.Errorf("%w: %v", ErrCutShort, err)
-		}
+	msg, err := protocol.DecodeOutput(b, func(m protocol.Message) error {
 		switch {
 		case m.Hello != nil:
 			rep.Hello = *m.Hello
@@ -494,33 +474,14 @@ func ParseHelperReport(b []byte) (*HelperReport, error) {
 			rep.Findings = append(rep.Findings, *m.Finding)
 		case m.Action != nil:
 			rep.Actions = append(rep.Actions, *m.Action)
-		case m.Error != nil:
-			rep.Error = m.Error.Message
-		case m.Done != nil:
+		case m.Error != nil, m.Done != nil:
 		default:
 			klog.V(3).Infof("ignoring a helper line of type %q", m.Type)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return rep, fmt.Errorf("reading the helper's report: %w", err)
-	}
-	if n == 0 {
-		return rep, fmt.Errorf("%w: the helper wrote nothing", ErrCutShort)
-	}
-	if !dec.Done() {
-		if rep.Error != "" {
-			return rep, fmt.Errorf("%w: %s", ErrCutShort, rep.Error)
-		}
-		return rep, fmt.Errorf("%w (no done line)", ErrCutShort)
-	}
-	return rep, nil
-}
-
-func truncate(b []byte, n int) string {
-	if len(b) > n {
-		return string(b[:n]) + "..."
-	}
-	return string(b)
+		return nil
+	})
+	rep.Error = msg
+	return rep, err
 }
 
 // CreateNodePodAdvice turns an error from creating the node-debug pod into

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,11 @@ type Message struct {
 	Finding *Finding
 	Action  *Action
 	Done    *Done
+	// dns lines
+	ResolvConf *ResolvConf
+	DNSProbe   *DNSProbe
+	DNSLoad    *DNSLoad
+	Conntrack  *ConntrackCounters
 }
 
 // Decoder reads a helper's JSON lines, one at a time, the same way for
@@ -98,6 +104,18 @@ func (d *Decoder) Decode(line []byte) (Message, error) {
 	case TypeDone:
 		m.Done = &Done{}
 		target = m.Done
+	case TypeResolvConf:
+		m.ResolvConf = &ResolvConf{}
+		target = m.ResolvConf
+	case TypeDNSProbe:
+		m.DNSProbe = &DNSProbe{}
+		target = m.DNSProbe
+	case TypeDNSLoad:
+		m.DNSLoad = &DNSLoad{}
+		target = m.DNSLoad
+	case TypeConntrackCounters:
+		m.Conntrack = &ConntrackCounters{}
+		target = m.Conntrack
 	default:
 		return m, nil
 	}
@@ -121,3 +139,54 @@ func (d *Decoder) Decode(line []byte) (Message, error) {
 
 // Done says whether the done line was seen.
 func (d *Decoder) Done() bool { return d.done }
+
+// ErrCutShort says a helper's output lacked its hello or done line, or
+// broke a rule of the stream.
+var ErrCutShort = errors.New("the helper's report was cut short")
+
+// DecodeOutput decodes a helper's whole stdout (check, fix, dns) with one
+// Decoder, calling each for every message, and returns the error line's
+// message, if any. A helper of another protocol is a *VersionError; a line
+// that is not JSON, a stream out of order or without its done line wraps
+// ErrCutShort (or says the helper wrote nothing).
+func DecodeOutput(b []byte, each func(Message) error) (helperError string, err error) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
+	var dec Decoder
+	n := 0
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		n++
+		m, err := dec.Decode(line)
+		var verr *VersionError
+		switch {
+		case errors.As(err, &verr):
+			return helperError, err
+		case errors.Is(err, ErrNotJSON):
+			return helperError, fmt.Errorf("the helper wrote a line that is not JSON: %q", truncate(line, 200))
+		case err != nil:
+			return helperError, fmt.Errorf("%w: %v", ErrCutShort, err)
+		}
+		if m.Error != nil {
+			helperError = m.Error.Message
+		}
+		if err := each(m); err != nil {
+			return helperError, err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return helperError, fmt.Errorf("reading the helper's report: %w", err)
+	}
+	switch {
+	case n == 0:
+		return helperError, fmt.Errorf("%w: the helper wrote nothing", ErrCutShort)
+	case !dec.Done() && helperError != "":
+		return helperError, fmt.Errorf("%w: %s", ErrCutShort, helperError)
+	case !dec.Done():
+		return helperError, fmt.Errorf("%w (no done line)", ErrCutShort)
+	}
+	return helperError, nil
+}
