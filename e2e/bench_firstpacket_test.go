@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -25,10 +26,15 @@ func firstPacket(tb testing.TB, c *cluster, args ...string) time.Duration {
 	defer cancel()
 	cmd := c.kubectlCmd(ctx, args...)
 	// A stdin that stays open: the reference's helper (kubectl debug -i)
-	// stops when its input ends.
-	stdin, _ := io.Pipe()
-	defer stdin.Close()
-	cmd.Stdin = stdin
+	// stops when its input ends. An *os.File is handed to the child as
+	// it is, so Wait does not wait for a copy of it.
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer stdinR.Close()
+	defer stdinW.Close()
+	cmd.Stdin = stdinR
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
