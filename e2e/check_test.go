@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // noNodePodsLeft asserts the plugin deleted its node-debug pods in ns.
@@ -240,5 +243,77 @@ func TestCheckConntrackFull(t *testing.T) {
 	if f := rep.find("conntrack", "ok"); len(f) != 1 {
 		t.Errorf("after --fix the check is not ok:\n%s", r.stdout)
 	}
+	c.noNodePodsLeft(t, ns)
+}
+
+// node check --checks dns: ok on the local cluster (the kube-dns ClusterIP
+// over UDP and TCP, each CoreDNS endpoint); with CoreDNS scaled to 0, a
+// fail that says the Service has no ready endpoints.
+func TestCheckDNS(t *testing.T) {
+	c := getCluster(t)
+	d := getDNSEnv(t)
+	clusterDNSHealthy(t, d)
+	ns := c.namespace(t)
+	ctx := context.Background()
+	check := func() (result, checkReport) {
+		t.Helper()
+		r := c.run(t, 2*time.Minute, "netdiag", "node", "check", c.node, "-n", ns, "--checks", "dns", "-o", "json")
+		return r, parseReport(t, r)
+	}
+
+	r, rep := check()
+	ok := rep.find("dns", "ok")
+	if r.code != 0 || len(ok) != 1 || len(rep.Findings) != 1 {
+		t.Fatalf("healthy cluster DNS: exit %d, want 0 and one dns ok\n%s", r.code, r.stdout)
+	}
+	f := rep.Findings[ok[0]]
+	if !strings.Contains(f.Message, "clusterip "+d.dnsIP+"/udp") || !strings.Contains(f.Message, "clusterip "+d.dnsIP+"/tcp") ||
+		!strings.Contains(f.Message, "endpoint ") || !strings.Contains(f.Message, "kubernetes.default.svc."+d.domain+".") {
+		t.Errorf("ok message %q", f.Message)
+	}
+	targets, _ := f.Data["targets"].([]any)
+	if len(targets) < 3 {
+		t.Errorf("data: %v", f.Data)
+	}
+	for _, x := range targets {
+		if tg, _ := x.(map[string]any); tg["rcode"] != "NOERROR" {
+			t.Errorf("target %v", tg)
+		}
+	}
+	t.Logf("dns: %s", f.Message)
+
+	scales := c.client.AppsV1().Deployments("kube-system")
+	scale, err := scales.GetScale(ctx, "coredns", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas := scale.Spec.Replicas
+	setScale := func(n int32) {
+		s, err := scales.GetScale(ctx, "coredns", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Spec.Replicas = n
+		if _, err := scales.UpdateScale(ctx, "coredns", s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setScale(0)
+	defer func() {
+		setScale(replicas)
+		c.waitDNSEndpoints(t, true)
+		clusterDNSHealthy(t, d)
+	}()
+	c.waitDNSEndpoints(t, false)
+
+	r, rep = check()
+	fails := rep.find("dns", "fail")
+	if r.code != 3 || len(fails) != 1 {
+		t.Fatalf("CoreDNS scaled to 0: exit %d, want 3 and one dns fail\n%s", r.code, r.stdout)
+	}
+	if msg := rep.Findings[fails[0]].Message; !strings.Contains(msg, "no ready endpoints") || !strings.Contains(msg, d.dnsIP) {
+		t.Errorf("fail message %q", msg)
+	}
+	t.Logf("dns with CoreDNS at 0: %s", rep.Findings[fails[0]].Message)
 	c.noNodePodsLeft(t, ns)
 }

@@ -71,7 +71,7 @@ func TestHealthyNodeAfterAll(t *testing.T) {
 			t.Errorf("healthy node, but: %s", line)
 		}
 	}
-	if want := c.node + ": 6 checks, all ok"; !strings.Contains(r.stdout, want) {
+	if want := c.node + ": 7 checks, all ok"; !strings.Contains(r.stdout, want) {
 		t.Errorf("no summary line %q", want)
 	}
 	// Nothing but the table: no raw client-go log lines (E1130 ...).

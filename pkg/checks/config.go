@@ -26,6 +26,7 @@ const (
 	CheckMTU       = protocol.CheckMTU
 	CheckConntrack = protocol.CheckConntrack
 	CheckStale     = protocol.CheckStale
+	CheckDNS       = protocol.CheckDNS
 )
 
 // AllChecks lists every check in the order Run runs them.
@@ -95,6 +96,8 @@ type Config struct {
 	// ARPWait bounds how long the arp check waits for answers to its
 	// probes (0: DefaultARPWait).
 	ARPWait time.Duration
+	// DNS is what the dns check asks.
+	DNS DNSConfig
 
 	// runtime, when set, replaces the CRI client (tests).
 	runtime runtimeLister
@@ -107,6 +110,8 @@ type Config struct {
 	// dumpConntrack, when set, replaces the netlink conntrack dump
 	// (tests).
 	dumpConntrack func() ([]flowAddrs, error)
+	// dnsExchange, when set, replaces the dns check's queries (tests).
+	dnsExchange dnsExchanger
 }
 
 // ConfigFrom turns a parsed request into the engine's Config: addresses
@@ -117,6 +122,10 @@ func ConfigFrom(req protocol.CheckRequest) (Config, error) {
 		Checks: req.Checks, Bridge: req.Bridge, PodUID: req.PodUID, Port: req.Port,
 		ExpectedMTU: req.ExpectedMTU, KnownContainers: req.KnownContainers, Pods: req.Pods,
 		RuntimeEndpoint: req.RuntimeEndpoint, Top: req.Top, Recent: req.Recent, DropSample: req.DropSample,
+		DNS: DNSConfig{
+			ServiceIP: req.DNSIP, Endpoints: req.DNSEndpoints, NodeLocalIP: req.NodeLocalIP,
+			Name: req.DNSName, ClusterDomain: req.ClusterDomain, SkipReason: req.DNSSkipReason,
+		},
 	}
 	if req.PodIP != "" {
 		if cfg.PodIP = net.ParseIP(req.PodIP); cfg.PodIP == nil {

@@ -105,6 +105,8 @@ func Run(ctx context.Context, cfg Config, emit func(protocol.Finding)) error {
 			err = checkConntrack(e, emit)
 		case CheckStale:
 			err = checkStale(ctx, e, emit)
+		case CheckDNS:
+			fs, err = checkDNS(ctx, e)
 		}
 		for _, f := range fs {
 			emit(f)

@@ -396,7 +396,7 @@ func TestCheckValidate(t *testing.T) {
 	}{
 		{nil, nil, "name nodes, or use --all or -l SELECTOR (exactly one of them), e.g. kubectl netdiag node check NODE"},
 		{[]string{"n"}, func(o *NodeCheckOptions) { o.All = true }, "name nodes, or use --all or -l SELECTOR (exactly one of them), e.g. kubectl netdiag node check NODE"},
-		{[]string{"n"}, func(o *NodeCheckOptions) { o.Checks = []string{"dns"} }, `--checks: unknown check "dns" (known: bridge,veth,arp,mtu,conntrack,stale)`},
+		{[]string{"n"}, func(o *NodeCheckOptions) { o.Checks = []string{"nat"} }, `--checks: unknown check "nat" (known: bridge,veth,arp,mtu,conntrack,stale,dns)`},
 		{[]string{"n"}, func(o *NodeCheckOptions) { o.Output = "xml" }, `-o must be one of table, json, yaml, got "xml"`},
 		{[]string{"n"}, func(o *NodeCheckOptions) { o.MaxConcurrency = 0 }, "--max-concurrency must be at least 1, got 0"},
 		{[]string{"n"}, func(o *NodeCheckOptions) { o.Yes = true }, "--yes only goes with a flag that changes the node (--fix, --kill)"},

@@ -173,7 +173,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"capture", "--format", ""}, []string{"pcap", "pcapng"}, noFile},
 		{[]string{"node", "check", "--checks", ""}, protocol.CheckNames(), noFileNoSpace},
 		{[]string{"pod", "check", "--checks", "bridge,v"}, []string{"bridge,veth"}, noFileNoSpace},
-		{[]string{"pod", "check", "--checks=veth,"}, []string{"veth,bridge", "veth,arp", "veth,mtu", "veth,conntrack", "veth,stale"}, noFileNoSpace},
+		{[]string{"pod", "check", "--checks=veth,"}, []string{"veth,bridge", "veth,arp", "veth,mtu", "veth,conntrack", "veth,stale", "veth,dns"}, noFileNoSpace},
 		{[]string{"capture", "pod/web-0", "-c", ""}, []string{"app", "sidecar"}, noFile},
 		{[]string{"capture", "web-0", "-c", "s"}, []string{"sidecar"}, noFile},
 		{[]string{"capture", "--count", ""}, nil, noFile},

@@ -169,6 +169,11 @@ func (o *NodeCheckOptions) Run(ctx context.Context) error {
 		return err
 	}
 	cfg := nodeops.Config{Check: o.request(), Writable: o.Fix && !o.DryRun}
+	if len(nodes) > 0 {
+		// The dns check's addresses are the cluster's; the first node's
+		// kubelet tells the cluster domain and a node-local cache.
+		nodeops.FillDNS(ctx, o.Client, nodes[0], &cfg.Check)
+	}
 	if o.Fix {
 		cfg.Fix = o.fixer(nodeops.PlanNodeFixes(true, true))
 	}

@@ -166,6 +166,7 @@ func (o *PodCheckOptions) Run(ctx context.Context) error {
 	if len(o.FixedChecks) > 0 {
 		req.Checks = o.FixedChecks
 	}
+	nodeops.FillDNS(ctx, o.Client, scope.Node, &req)
 	cfg := nodeops.Config{Check: req, Pods: scope.OnlyPod}
 	if o.Kill {
 		cfg.Fix = o.fixer(nodeops.PlanKills)

@@ -13,6 +13,7 @@ const (
 	CheckMTU       = "mtu"
 	CheckConntrack = "conntrack"
 	CheckStale     = "stale"
+	CheckDNS       = "dns"
 )
 
 // CheckInfo describes one check of `netdiag-helper check`: the plugin's
@@ -48,6 +49,8 @@ var Checks = []CheckInfo{
 		Flags: []string{"top", "recent", "drop-sample", "pod-cidr", "kmsg"}, Data: ConntrackData{}},
 	{Name: CheckStale, Summary: "processes in a pod's cgroup whose container the runtime does not know, and the port they hold", PodScoped: true,
 		Flags: []string{"pod-uid", "port", "known-containers", "runtime-endpoint", "host-root"}, Data: StaleData{}},
+	{Name: CheckDNS, Summary: "cluster DNS from the node: the node-local cache, the kube-dns ClusterIP (UDP, TCP), each CoreDNS endpoint", Network: true,
+		Flags: []string{"dns-ip", "dns-endpoints", "nodelocal-ip", "dns-name", "cluster-domain", "dns-skip-reason"}, Data: DNSCheckData{}},
 }
 
 // CheckNames are the names of Checks, in order.

@@ -244,6 +244,22 @@ type CheckRequest struct {
 	// DropSample is how long conntrack watches the drop counters (0:
 	// read them once).
 	DropSample time.Duration
+	// DNSIP is the kube-dns Service's ClusterIP the dns check asks (""
+	// : the dns check is skipped).
+	DNSIP string
+	// DNSEndpoints are the ready CoreDNS endpoint IPs behind DNSIP.
+	DNSEndpoints []string
+	// NodeLocalIP is the node-local DNS cache's address when the node
+	// has one (169.254.20.10), "" when it has none.
+	NodeLocalIP string
+	// DNSName is the name the dns check asks for (""
+	// kubernetes.default.svc.ClusterDomain).
+	DNSName string
+	// ClusterDomain is the cluster's DNS domain ("": cluster.local).
+	ClusterDomain string
+	// DNSSkipReason, when set, skips the dns check with this reason (the
+	// plugin found nothing to ask).
+	DNSSkipReason string
 }
 
 // DefaultCheckRequest is every check with the helper's defaults.
@@ -280,6 +296,12 @@ func (r *CheckRequest) addFlags(fs *pflag.FlagSet) *checkParse {
 	fs.IntVar(&r.Top, "top", r.Top, "how many IPs the conntrack check lists by entries (0: skip the table dump)")
 	fs.DurationVar(&r.Recent, "recent", r.Recent, `how recent a "table full" kernel message must be to make the conntrack check warn`)
 	fs.DurationVar(&r.DropSample, "drop-sample", r.DropSample, "how long the conntrack check watches the per-CPU drop counters (at most 10s; 0: read them once)")
+	fs.StringVar(&r.DNSIP, "dns-ip", r.DNSIP, "the kube-dns Service's ClusterIP the dns check asks (default: none, the dns check is skipped)")
+	fs.StringSliceVar(&r.DNSEndpoints, "dns-endpoints", r.DNSEndpoints, "the ready CoreDNS endpoint IPs behind --dns-ip")
+	fs.StringVar(&r.NodeLocalIP, "nodelocal-ip", r.NodeLocalIP, "the node-local DNS cache's address, when the node has one (e.g. 169.254.20.10)")
+	fs.StringVar(&r.DNSName, "dns-name", r.DNSName, "the name the dns check asks for (default kubernetes.default.svc.CLUSTER-DOMAIN)")
+	fs.StringVar(&r.ClusterDomain, "cluster-domain", r.ClusterDomain, "the cluster's DNS domain (default cluster.local)")
+	fs.StringVar(&r.DNSSkipReason, "dns-skip-reason", r.DNSSkipReason, "skip the dns check, giving this reason")
 	return cp
 }
 
@@ -307,6 +329,15 @@ func (cp *checkParse) finish(stdin io.Reader) error {
 		return usagef("--recent must not be negative")
 	case r.DropSample < 0 || r.DropSample > MaxDropSample:
 		return usagef("--drop-sample must be between 0 and 10s, got %s", r.DropSample)
+	case r.DNSIP != "" && net.ParseIP(r.DNSIP) == nil:
+		return usagef("--dns-ip %q is not an IP address", r.DNSIP)
+	case r.NodeLocalIP != "" && net.ParseIP(r.NodeLocalIP) == nil:
+		return usagef("--nodelocal-ip %q is not an IP address", r.NodeLocalIP)
+	}
+	for _, ip := range r.DNSEndpoints {
+		if net.ParseIP(ip) == nil {
+			return usagef("--dns-endpoints: %q is not an IP address", ip)
+		}
 	}
 	if cp.podsJSON != "" {
 		var in io.Reader = stdin
@@ -404,6 +435,12 @@ func (r CheckRequest) Args() []string {
 	a.int("top", int64(r.Top), int64(d.Top))
 	a.dur("recent", r.Recent, d.Recent)
 	a.dur("drop-sample", r.DropSample, d.DropSample)
+	a.str("dns-ip", r.DNSIP, "")
+	a.list("dns-endpoints", r.DNSEndpoints)
+	a.str("nodelocal-ip", r.NodeLocalIP, "")
+	a.str("dns-name", r.DNSName, "")
+	a.str("cluster-domain", r.ClusterDomain, "")
+	a.str("dns-skip-reason", r.DNSSkipReason, "")
 	return a
 }
 

@@ -37,6 +37,8 @@ func fullCheckRequest() CheckRequest {
 		Pods:     []PodInfo{{Namespace: "shop", Name: "web", UID: "u-1", IP: net.ParseIP("10.244.0.7").To4(), MAC: "02:42:ac:11:00:02", Containers: []string{"containerd://abc"}}},
 		PodCIDRs: []string{"10.244.0.0/24", "fd00::/64"}, RuntimeEndpoint: "unix:///run/crio/crio.sock",
 		Top: 0, Recent: 10 * time.Minute, DropSample: 0,
+		DNSIP: "10.96.0.10", DNSEndpoints: []string{"10.244.0.3", "fd00::3"}, NodeLocalIP: "169.254.20.10",
+		DNSName: "kubernetes.default.svc.corp.local", ClusterDomain: "corp.local", DNSSkipReason: "no kube-dns Service in kube-system",
 	}
 }
 
@@ -158,7 +160,7 @@ func TestParseRefusals(t *testing.T) {
 
 func TestCheckRegistry(t *testing.T) {
 	names := CheckNames()
-	if strings.Join(names, ",") != "bridge,veth,arp,mtu,conntrack,stale" {
+	if strings.Join(names, ",") != "bridge,veth,arp,mtu,conntrack,stale,dns" {
 		t.Errorf("checks %v", names)
 	}
 	// Every flag a check names is a flag of the check request.
