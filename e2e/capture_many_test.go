@@ -16,35 +16,8 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-
 	"github.com/kubectl-netdiag/kubectl-netdiag/pkg/pcapstream"
 )
-
-// labelledWebPod starts a busybox httpd on port 8080 with the given labels
-// and returns it Running.
-func (c *cluster) labelledWebPod(t *testing.T, ns, name string, labels map[string]string) *corev1.Pod {
-	t.Helper()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
-		Spec: corev1.PodSpec{
-			NodeName:                      c.node,
-			TerminationGracePeriodSeconds: ptr.To[int64](0),
-			Containers: []corev1.Container{{
-				Name:            "web",
-				Image:           webImage,
-				ImagePullPolicy: corev1.PullNever,
-				Command:         []string{"httpd", "-f", "-p", "8080", "-h", "/www"},
-			}},
-		},
-	}
-	if _, err := c.client.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return c.waitRunning(t, ns, name)
-}
 
 // liveReader reads a pcapng stream as it arrives and counts the packets
 // per interface name.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -102,12 +101,7 @@ func TestCaptureOnNodeRestricted(t *testing.T) {
 	noise(pod.Status.PodIP)
 	httpGets(t, pod.Status.PodIP, paths...)
 	time.Sleep(time.Second)
-	if err := capture.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if code := capture.wait(t, 30*time.Second); code != 0 {
-		t.Fatalf("exit code %d after Ctrl-C, want 0", code)
-	}
+	capture.interrupt(t)
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)

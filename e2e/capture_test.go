@@ -349,12 +349,7 @@ func TestCaptureNodeBridge(t *testing.T) {
 	capture.stderr.waitFor(t, "capturing on node/"+c.node+" cbr0", 90*time.Second)
 	httpGets(t, pod.Status.PodIP, "/node-1", "/node-2")
 	time.Sleep(time.Second)
-	if err := capture.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if code := capture.wait(t, 30*time.Second); code != 0 {
-		t.Fatalf("exit code %d after Ctrl-C, want 0", code)
-	}
+	capture.interrupt(t)
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)

@@ -142,6 +142,44 @@ func (c *cluster) waitDNSEndpoints(t *testing.T, ready bool) {
 	}
 }
 
+// scaleCoreDNSToZero scales the CoreDNS Deployment to 0 and waits until no
+// CoreDNS pod is left (a terminating one still serves: kube-proxy falls back
+// to serving-terminating endpoints). The function it returns scales it back
+// and waits until cluster DNS is healthy again.
+func (c *cluster) scaleCoreDNSToZero(t *testing.T, d dnsEnv) (restore func()) {
+	t.Helper()
+	ctx := context.Background()
+	deployments := c.client.AppsV1().Deployments("kube-system")
+	setScale := func(n int32) int32 {
+		s, err := deployments.GetScale(ctx, "coredns", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		was := s.Spec.Replicas
+		s.Spec.Replicas = n
+		if _, err := deployments.UpdateScale(ctx, "coredns", s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return was
+	}
+	replicas := setScale(0)
+	restore = func() {
+		setScale(replicas)
+		c.waitDNSEndpoints(t, true)
+		clusterDNSHealthy(t, d)
+	}
+	c.waitDNSEndpoints(t, false)
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := c.client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-dns"})
+		return err == nil && len(l.Items) == 0, nil
+	})
+	if err != nil {
+		restore()
+		t.Fatalf("CoreDNS pods still there after scaling to 0: %v", err)
+	}
+	return restore
+}
+
 // restartCoreDNS deletes the CoreDNS pods; their Deployment starts new
 // ones, which read the Corefile afresh.
 func (c *cluster) restartCoreDNS(t *testing.T) {
@@ -332,28 +370,7 @@ func TestDNSFaults(t *testing.T) {
 	})
 
 	t.Run("CoreDNS scaled to 0 → control", func(t *testing.T) {
-		scale, err := c.client.AppsV1().Deployments("kube-system").GetScale(ctx, "coredns", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		replicas := scale.Spec.Replicas
-		setScale := func(n int32) {
-			s, err := c.client.AppsV1().Deployments("kube-system").GetScale(ctx, "coredns", metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.Spec.Replicas = n
-			if _, err := c.client.AppsV1().Deployments("kube-system").UpdateScale(ctx, "coredns", s, metav1.UpdateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		setScale(0)
-		defer func() {
-			setScale(replicas)
-			c.waitDNSEndpoints(t, true)
-			clusterDNSHealthy(t, d)
-		}()
-		c.waitDNSEndpoints(t, false)
+		defer c.scaleCoreDNSToZero(t, d)()
 		rep := c.wantHop(t, "control", "-n", ns, "pod/web")
 		if !strings.Contains(rep.FailingHopReason, "no ready endpoints") {
 			t.Errorf("reason %q", rep.FailingHopReason)

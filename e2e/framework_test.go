@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -222,8 +223,14 @@ func (c *cluster) namespace(t *testing.T) string {
 // webPod starts a busybox httpd on port 8080 and returns it Running.
 func (c *cluster) webPod(t testing.TB, ns, name string) *corev1.Pod {
 	t.Helper()
+	return c.labelledWebPod(t, ns, name, map[string]string{"app": name})
+}
+
+// labelledWebPod is webPod with the labels given.
+func (c *cluster) labelledWebPod(t testing.TB, ns, name string, labels map[string]string) *corev1.Pod {
+	t.Helper()
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: corev1.PodSpec{
 			NodeName:                      c.node,
 			TerminationGracePeriodSeconds: ptr.To[int64](0),
@@ -318,6 +325,17 @@ func (b *background) wait(t *testing.T, timeout time.Duration) int {
 		_ = b.cmd.Process.Kill()
 		t.Fatalf("command did not end within %s; stderr so far:\n%s", timeout, b.stderr.String())
 		return -1
+	}
+}
+
+// interrupt stops the command with Ctrl-C and wants exit code 0.
+func (b *background) interrupt(t *testing.T) {
+	t.Helper()
+	if err := b.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := b.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after Ctrl-C, want 0", code)
 	}
 }
 

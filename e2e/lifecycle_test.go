@@ -6,7 +6,6 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -77,12 +76,7 @@ func nodePodOf(t *testing.T, c *cluster, ns string) *corev1.Pod {
 // node-debug pod deleted.
 func stopAndCheckGone(t *testing.T, c *cluster, capture *background, ns, pod string) {
 	t.Helper()
-	if err := capture.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if code := capture.wait(t, 30*time.Second); code != 0 {
-		t.Fatalf("exit code %d after Ctrl-C, want 0", code)
-	}
+	capture.interrupt(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err := c.client.CoreV1().Pods(ns).Get(context.Background(), pod, metav1.GetOptions{})
