@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,12 +13,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 )
 
 // crashAPIServer SIGKILLs the cluster's API server and starts it again
 // after down (e2e/cluster/restart-daemon.sh); it returns once the API
 // answers again.
-func crashAPIServer(t *testing.T, down time.Duration) {
+func crashAPIServer(t *testing.T, c *cluster, down time.Duration) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("restarting the API server needs root")
@@ -28,6 +35,48 @@ func crashAPIServer(t *testing.T, down time.Duration) {
 		t.Fatalf("restart-daemon.sh: %v\n%s", err, out)
 	}
 	t.Logf("restart-daemon.sh:\n%s", out)
+	t.Cleanup(func() { c.settled(t) })
+}
+
+// settled waits until the cluster works again after an API server crash,
+// for the tests that follow: the controllers and the kubelet reconnect
+// with backoff, so a new namespace gets its ServiceAccount and a new pod
+// runs only some time after the API answers.
+func (c *cluster) settled(t *testing.T) {
+	t.Helper()
+	begin := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	name := "netdiag-e2e-settle-" + rand.String(5)
+	defer func() {
+		_ = c.client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	}()
+	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		if _, err := c.client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{}); err != nil {
+			_, _ = c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+			return false, nil
+		}
+		_, err := c.client.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err == nil {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "settle", Namespace: name},
+			Spec: corev1.PodSpec{NodeName: c.node, TerminationGracePeriodSeconds: ptr.To[int64](0), Containers: []corev1.Container{{
+				Name: "web", Image: webImage, ImagePullPolicy: corev1.PullNever, Command: []string{"httpd", "-f", "-p", "8080", "-h", "/www"},
+			}}},
+		}
+		if _, err = c.client.CoreV1().Pods(name).Create(ctx, pod, metav1.CreateOptions{}); err == nil {
+			err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+				p, err := c.client.CoreV1().Pods(name).Get(ctx, "settle", metav1.GetOptions{})
+				return err == nil && p.Status.Phase == corev1.PodRunning, nil
+			})
+		}
+	}
+	if err != nil {
+		t.Fatalf("the cluster did not settle within 3 minutes of the API server crash: %v", err)
+	}
+	t.Logf("the cluster settled %s after the API server came back", time.Since(begin).Round(time.Second))
 }
 
 // rawLogLines are client-go's own log lines (E1130 12:01:07 ...) that must
@@ -84,7 +133,7 @@ func TestCaptureResumesAcrossAPIServerCrash(t *testing.T) {
 			httpGets(t, pod.Status.PodIP, "/before-1", "/before-2")
 			time.Sleep(500 * time.Millisecond)
 
-			crashAPIServer(t, 10*time.Second)
+			crashAPIServer(t, c, 10*time.Second)
 			capture.stderr.waitFor(t, "resumed the capture on "+tt.target, 60*time.Second)
 			httpGets(t, pod.Status.PodIP, "/after-1", "/after-2")
 			time.Sleep(time.Second)
@@ -139,7 +188,7 @@ func TestCaptureGivesUpAfterReconnectTimeout(t *testing.T) {
 			httpGets(t, pod.Status.PodIP, "/before-1")
 			time.Sleep(500 * time.Millisecond)
 
-			crashAPIServer(t, 15*time.Second)
+			crashAPIServer(t, c, 15*time.Second)
 			if code := capture.wait(t, 60*time.Second); code == 0 {
 				t.Fatalf("exit code 0 after the API stayed away past --reconnect-timeout")
 			}
