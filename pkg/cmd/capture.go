@@ -158,7 +158,9 @@ the end: a capture that fails before its first byte leaves an existing FILE
 as it was, one that breaks later keeps what it captured. A FILE that is a
 symbolic link is replaced, never written through (a link to a FIFO or a
 device is written to). The summary says why the capture stopped; one cut
-short (the connection to the pod broke or stalled) exits with code 1.
+short (the connection to the pod broke or stalled) exits with code 1. A
+stream that breaks (an API server restarted, a cut connection) is resumed
+into the same output for up to --reconnect-timeout; the gap is reported.
 
 node/NAME captures on an interface of the node (--interface: cbr0, eth0, a
 pod's veth) through a short-lived node-debug pod (privileged, host network,
