@@ -350,20 +350,28 @@ func TestCaptureNodeBridge(t *testing.T) {
 	httpGets(t, pod.Status.PodIP, "/node-1", "/node-2")
 	time.Sleep(time.Second)
 	capture.interrupt(t)
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var requests []string
-	for _, p := range readCapture(t, data) {
-		if bytes.HasPrefix(p.payload, []byte("GET ")) {
-			requests = append(requests, strings.Fields(string(p.payload))[1])
-		}
-	}
+	requests := requestsIn(t, file)
 	if strings.Join(requests, ",") != "/node-1,/node-2" {
 		t.Errorf("requests seen on cbr0: %v, want [/node-1 /node-2]", requests)
 	}
 	if pods := c.netdiagPods(t); len(pods) > 0 {
 		t.Errorf("node-debug pod left after the capture: %s/%s", pods[0].Namespace, pods[0].Name)
 	}
+}
+
+// requestsIn are the HTTP request paths in a capture file, which must read
+// from end to end.
+func requestsIn(t *testing.T, file string) []string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range readCapture(t, data) {
+		if bytes.HasPrefix(p.payload, []byte("GET ")) {
+			out = append(out, strings.Fields(string(p.payload))[1])
+		}
+	}
+	return out
 }

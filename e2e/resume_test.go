@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -91,21 +90,18 @@ func rawLogLines(stderr string) []string {
 	return out
 }
 
-// requestsIn are the HTTP request paths in a capture file, which must read
-// from end to end.
-func requestsIn(t *testing.T, file string) []string {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
+// crashTarget is a capture the API server crash tests run: of the pod, or
+// of its traffic on the node's bridge.
+type crashTarget struct {
+	name, target string
+	args         []string
+}
+
+func crashTargets(c *cluster, pod *corev1.Pod) []crashTarget {
+	return []crashTarget{
+		{"pod", "pod/" + pod.Name, []string{"-f", "tcp port 8080"}},
+		{"node", "node/" + c.node, []string{"--interface", "cbr0", "-f", fmt.Sprintf("host %s and tcp port 8080", pod.Status.PodIP)}},
 	}
-	var out []string
-	for _, p := range readCapture(t, data) {
-		if bytes.HasPrefix(p.payload, []byte("GET ")) {
-			out = append(out, strings.Fields(string(p.payload))[1])
-		}
-	}
-	return out
 }
 
 // TestCaptureResumesAcrossAPIServerCrash: pod and node captures with
@@ -118,13 +114,7 @@ func TestCaptureResumesAcrossAPIServerCrash(t *testing.T) {
 	ns := c.namespace(t)
 	pod := c.webPod(t, ns, "web")
 	dir := t.TempDir()
-	for _, tt := range []struct {
-		name, target string
-		args         []string
-	}{
-		{"pod", "pod/web", []string{"-f", "tcp port 8080"}},
-		{"node", "node/" + c.node, []string{"--interface", "cbr0", "-f", fmt.Sprintf("host %s and tcp port 8080", pod.Status.PodIP)}},
-	} {
+	for _, tt := range crashTargets(c, pod) {
 		t.Run(tt.name, func(t *testing.T) {
 			file := filepath.Join(dir, tt.name+".pcap")
 			args := append([]string{"netdiag", "capture", tt.target, "-n", ns, "-w", file}, tt.args...)
@@ -173,13 +163,7 @@ func TestCaptureGivesUpAfterReconnectTimeout(t *testing.T) {
 	ns := c.namespace(t)
 	pod := c.webPod(t, ns, "web")
 	dir := t.TempDir()
-	for _, tt := range []struct {
-		name, target string
-		args         []string
-	}{
-		{"pod", "pod/web", []string{"-f", "tcp port 8080"}},
-		{"node", "node/" + c.node, []string{"--interface", "cbr0", "-f", fmt.Sprintf("host %s and tcp port 8080", pod.Status.PodIP)}},
-	} {
+	for _, tt := range crashTargets(c, pod) {
 		t.Run(tt.name, func(t *testing.T) {
 			file := filepath.Join(dir, tt.name+".pcap")
 			args := append([]string{"netdiag", "capture", tt.target, "-n", ns, "-w", file, "--reconnect-timeout", "5s"}, tt.args...)
